@@ -1,0 +1,1 @@
+"""tfpipe job code (jobs environment)."""

@@ -1,0 +1,178 @@
+"""extract_transform: the day's rows -> Beam + tf.Transform -> TFRecords and vocabularies.
+
+Output (published atomically as `<root>/<pipeline>/<ds>/data/`):
+  train/part-*.tfrecord.gz, eval/part-*.tfrecord.gz   transformed tf.Examples
+  transform_fn/, transformed_metadata/, metadata/      the tf.Transform output (vocabularies
+                                                       are assets of transform_fn)
+  eval_raw/part-*.parquet                              raw eval rows, for the gate and for
+                                                       proving the export equal
+  stats.json                                           statistics the day was validated on
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import tensorflow_transform.beam as tft_beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.metrics.metric import Metrics, MetricsFilter
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+from tfx_bsl.tfxio import tensor_adapter
+
+from tfpipe_jobs import artifacts
+from tfpipe_jobs.beam_jobs import arrow_batches, data_stats, preprocessing
+from tfpipe_jobs.beam_jobs.runner import make_options, make_runner
+from tfpipe_jobs.context import JobContext
+from tfpipe_jobs.warehouse import Warehouse
+from tfpipe_operators.features import LABEL_KEY, SPLIT_EVAL, SPLIT_TRAIN
+from tfpipe_operators.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+COUNTERS = "tfpipe"
+
+
+class ReadWarehouse(beam.DoFn):  # type: ignore[misc]
+    """Runs the source query on the worker and emits its rows as record batches."""
+
+    def __init__(self, warehouse_url: str, sql: str, params: dict[str, Any], batch_rows: int) -> None:
+        self._url = warehouse_url
+        self._sql = sql
+        self._params = params
+        self._batch_rows = batch_rows
+
+    def process(self, _: Any) -> Iterator[pa.RecordBatch]:
+        for batch in Warehouse(self._url).batches(self._sql, self._params, self._batch_rows):
+            Metrics.counter(COUNTERS, "rows_read").inc(batch.num_rows)
+            yield batch
+
+
+class SplitBatch(beam.DoFn):  # type: ignore[misc]
+    """Types, samples and splits one warehouse batch; emits TFXIO batches per split."""
+
+    def __init__(self, spec: PipelineSpec, eval_percent: int, sample_fraction: float) -> None:
+        self._spec = spec
+        self._eval_percent = eval_percent
+        self._fraction = sample_fraction
+
+    def process(self, batch: pa.RecordBatch) -> Iterator[Any]:
+        spec = self._spec
+        hashes = arrow_batches.key_hash(batch, spec.keys)
+        columns = arrow_batches.raw_columns(spec, batch, with_label=True)
+        keep = arrow_batches.sample_mask(hashes, self._fraction) & np.asarray(columns[LABEL_KEY].is_valid())
+        dropped = int((~np.asarray(columns[LABEL_KEY].is_valid())).sum())
+        if dropped:
+            Metrics.counter(COUNTERS, "rows_without_label").inc(dropped)
+        is_eval = arrow_batches.eval_mask(hashes, self._eval_percent)
+        for split, mask in ((SPLIT_TRAIN, keep & ~is_eval), (SPLIT_EVAL, keep & is_eval)):
+            if not mask.any():
+                continue
+            selected = pa.array(mask)
+            typed = {k: v.filter(selected) for k, v in columns.items()}
+            Metrics.counter(COUNTERS, f"{split}_rows").inc(int(mask.sum()))
+            yield beam.pvalue.TaggedOutput(split, arrow_batches.to_tfxio(typed))
+            if split == SPLIT_EVAL:
+                keys = {k: batch.column(k).filter(selected).cast(pa.string()) for k in spec.keys if k not in typed}
+                yield beam.pvalue.TaggedOutput("eval_raw", pa.Table.from_pydict({**keys, **typed}))
+
+
+def eval_raw_schema(spec: PipelineSpec) -> pa.Schema:
+    fields = [pa.field(k, pa.string()) for k in spec.keys if k not in spec.feature_by_name]
+    fields += [pa.field(f.name, arrow_batches.feature_dtype(f)) for f in spec.features]
+    label_type = {"int": pa.int64(), "float": pa.float32(), "string": pa.binary()}[
+        arrow_batches.label_raw_type(spec.label.task)
+    ]
+    return pa.schema([*fields, pa.field(LABEL_KEY, label_type)])
+
+
+def tfxio_schema(spec: PipelineSpec) -> pa.Schema:
+    """Features and label as list columns (the raw layout tf.Transform reads)."""
+    raw = eval_raw_schema(spec)
+    names = [f.name for f in spec.features] + [LABEL_KEY]
+    return pa.schema([pa.field(n, pa.list_(raw.field(n).type)) for n in names])
+
+
+class EncodeExamples(beam.DoFn):  # type: ignore[misc]
+    """Transformed record batch -> serialized tf.Examples (vectorised, in C++)."""
+
+    def setup(self) -> None:
+        self._encoder = RecordBatchToExamplesEncoder()
+
+    def process(self, element: tuple[pa.RecordBatch, Any]) -> Iterator[bytes]:
+        yield from self._encoder.encode(element[0])
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    spec, cfg = ctx.spec, ctx.config.extract
+    stats = data_stats.compute(ctx)
+    data_stats.validate(spec, stats)
+
+    with artifacts.staged_output(ctx.paths.data) as out:
+        raw_names = [f.name for f in tfxio_schema(spec)]
+        adapter_config = tensor_adapter.TensorAdapterConfig(
+            tfxio_schema(spec), preprocessing.tensor_representations(raw_names)
+        )
+        pipeline = beam.Pipeline(
+            runner=make_runner(ctx.runner),
+            options=make_options(ctx.runner, cfg.direct_num_workers, ctx.beam_args),
+        )
+        with tft_beam.Context(temp_dir=artifacts.join(out, "tmp"), force_tf_compat_v1=False):
+            splits = (
+                pipeline
+                | "Start" >> beam.Create([None])
+                | "ReadWarehouse" >> beam.ParDo(ReadWarehouse(ctx.warehouse.url, spec.source_sql, ctx.query_params, cfg.batch_rows))
+                | "Reshuffle" >> beam.Reshuffle()
+                | "SplitBatch" >> beam.ParDo(SplitBatch(spec, cfg.eval_percent, cfg.sample_fraction)).with_outputs(
+                    SPLIT_TRAIN, SPLIT_EVAL, "eval_raw"
+                )
+            )
+            (train, _), transform_fn = (splits[SPLIT_TRAIN], adapter_config) | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
+                preprocessing.make_preprocessing_fn(spec), output_record_batches=True
+            )
+            eval_data, _ = ((splits[SPLIT_EVAL], adapter_config), transform_fn) | "TransformEval" >> tft_beam.TransformDataset(
+                output_record_batches=True
+            )
+            _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
+            for name, data in ((SPLIT_TRAIN, train), (SPLIT_EVAL, eval_data)):
+                _ = (
+                    data
+                    | f"Encode{name}" >> beam.ParDo(EncodeExamples())
+                    | f"Write{name}" >> beam.io.WriteToTFRecord(
+                        artifacts.join(out, name, "part"),
+                        file_name_suffix=".tfrecord.gz",
+                        compression_type=CompressionTypes.GZIP,
+                    )
+                )
+            _ = splits["eval_raw"] | "WriteEvalRaw" >> beam.io.WriteToParquetBatched(
+                artifacts.join(out, "eval_raw", "part"), schema=eval_raw_schema(spec), file_name_suffix=".parquet"
+            )
+            result = pipeline.run()
+            result.wait_until_finish()
+
+        counts = _counters(result)
+        metadata_io.write_metadata(
+            dataset_metadata.DatasetMetadata.from_feature_spec(preprocessing.raw_feature_spec(spec)),
+            artifacts.join(out, "metadata"),
+        )
+        artifacts._gfile().rmtree(artifacts.join(out, "tmp"))
+        if counts.get(f"{SPLIT_TRAIN}_rows", 0) == 0:
+            raise data_stats.DataValidationError(f"{spec.pipeline} {ctx.ds}: no training rows after the split/sample")
+        stats["splits"] = counts
+        stats["provenance"] = ctx.provenance()
+        artifacts.write_json(artifacts.join(out, "stats.json"), stats)
+    log.info("extract_transform: %s rows read, %s train, %s eval -> %s", counts.get("rows_read"),
+             counts.get("train_rows"), counts.get("eval_rows"), ctx.paths.data)
+    return {"data": ctx.paths.data, **counts}
+
+
+def _counters(result: Any) -> dict[str, int]:
+    found = result.metrics().query(MetricsFilter().with_namespace(COUNTERS))["counters"]
+    out: dict[str, int] = {}
+    for counter in found:
+        out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + int(counter.committed or 0)
+    return out

@@ -1,0 +1,123 @@
+"""The tf.Transform side of the features module: raw specs and the `preprocessing_fn`.
+
+Generated from the pipeline spec, so adding a feature is a line of YAML. Raw features
+are sparse (a NULL in the warehouse is an absent value) and are densified here, with
+the fill chosen per kind, so training and serving share one definition of "missing".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from tfpipe_operators.features import LABEL_KEY, Feature, FeatureKind, Task, vocabulary_file_for_label
+from tfpipe_operators.spec import PipelineSpec
+
+_TF_TYPES = {"float": tf.float32, "string": tf.string, "int": tf.int64}
+
+
+def label_dtype(task: Task) -> tf.DType:
+    return {Task.BINARY: tf.int64, Task.MULTICLASS: tf.string, Task.REGRESSION: tf.float32}[task]
+
+
+def raw_feature_spec(spec: PipelineSpec, with_label: bool = True) -> dict[str, tf.io.VarLenFeature]:
+    """How raw features (and the label) are parsed from a `tf.Example`: every one optional."""
+    out = {f.name: tf.io.VarLenFeature(_TF_TYPES[f.raw_type]) for f in spec.features}
+    if with_label:
+        out[LABEL_KEY] = tf.io.VarLenFeature(label_dtype(spec.label.task))
+    return out
+
+
+def tensor_representations(names: list[str]) -> dict[str, schema_pb2.TensorRepresentation]:
+    """Every raw list column becomes a `tf.SparseTensor` of dense shape [batch, 1]."""
+    reps = {}
+    for name in names:
+        rep = schema_pb2.TensorRepresentation()
+        rep.varlen_sparse_tensor.column_name = name
+        reps[name] = rep
+    return reps
+
+
+def _dense(sparse: tf.SparseTensor, default: Any) -> tf.Tensor:
+    shape = tf.stack([sparse.dense_shape[0], tf.constant(1, tf.int64)])
+    full = tf.sparse.to_dense(tf.SparseTensor(sparse.indices, sparse.values, shape), default_value=default)
+    return tf.squeeze(full, axis=1)
+
+
+def _present(sparse: tf.SparseTensor) -> tf.Tensor:
+    ones = tf.SparseTensor(sparse.indices, tf.ones_like(sparse.values, dtype=tf.int64), sparse.dense_shape)
+    return _dense(ones, 0) > 0
+
+
+def _numeric(x: tf.SparseTensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(value with NULL filled by the mean, mean, presence mask)."""
+    mean = tft.mean(x.values)
+    present = _present(x)
+    filled = tf.where(present, _dense(x, 0.0), tf.cast(mean, tf.float32))
+    return filled, mean, present
+
+
+def transform_feature(feature: Feature, x: tf.SparseTensor) -> tf.Tensor:
+    if feature.kind is FeatureKind.NUMERIC:
+        filled, mean, _ = _numeric(x)
+        std = tf.sqrt(tft.var(x.values))
+        safe = tf.where(std > 0, std, tf.ones_like(std))
+        return (filled - tf.cast(mean, tf.float32)) / tf.cast(safe, tf.float32)
+    if feature.kind is FeatureKind.BUCKETIZED:
+        filled, _, present = _numeric(x)
+        assert feature.buckets is not None
+        buckets = tft.bucketize(filled, feature.buckets)
+        # NULL gets its own id after the quantile buckets.
+        return tf.where(present, buckets, tf.constant(feature.buckets, tf.int64))
+    if feature.kind is FeatureKind.VOCABULARY:
+        return tft.compute_and_apply_vocabulary(
+            _dense(x, b""),
+            top_k=feature.top_k,
+            frequency_threshold=feature.frequency_threshold,
+            num_oov_buckets=feature.oov_buckets,
+            vocab_filename=feature.vocabulary_file,
+        )
+    if feature.kind is FeatureKind.HASHED:
+        assert feature.buckets is not None
+        return tft.hash_strings(_dense(x, b""), feature.buckets)
+    raise ValueError(f"unknown feature kind {feature.kind}")
+
+
+def transform_label(task: Task, y: tf.SparseTensor) -> tf.Tensor:
+    if task is Task.BINARY:
+        return _dense(y, tf.constant(0, tf.int64))
+    if task is Task.MULTICLASS:
+        return tft.compute_and_apply_vocabulary(
+            _dense(y, b""), num_oov_buckets=0, default_value=0, vocab_filename=vocabulary_file_for_label()
+        )
+    return _dense(y, 0.0)
+
+
+def make_preprocessing_fn(spec: PipelineSpec) -> Callable[[dict[str, Any]], dict[str, tf.Tensor]]:
+    features = list(spec.features)
+    task = spec.label.task
+
+    def preprocessing_fn(inputs: dict[str, Any]) -> dict[str, tf.Tensor]:
+        outputs = {f.transformed_name: transform_feature(f, inputs[f.name]) for f in features}
+        if LABEL_KEY in inputs:
+            outputs[LABEL_KEY] = transform_label(task, inputs[LABEL_KEY])
+        return outputs
+
+    return preprocessing_fn
+
+
+def cardinality(feature: Feature, tft_output: tft.TFTransformOutput) -> int:
+    """Number of distinct ids a categorical transformed feature can take (embedding rows)."""
+    if feature.kind is FeatureKind.VOCABULARY:
+        return int(tft_output.vocabulary_size_by_name(feature.vocabulary_file)) + feature.oov_buckets
+    if feature.kind is FeatureKind.BUCKETIZED:
+        assert feature.buckets is not None
+        return feature.buckets + 1
+    if feature.kind is FeatureKind.HASHED:
+        assert feature.buckets is not None
+        return feature.buckets
+    raise ValueError(f"feature '{feature.name}' is numeric; it has no cardinality")

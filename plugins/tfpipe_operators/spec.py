@@ -1,0 +1,316 @@
+"""Pipeline specs: one YAML file (plus its SQL files) per pipeline, typed and validated.
+
+Config is flat and comes in three levels: the stage defaults in this module, then the
+spec (and one of its named variants), then the run (environment variables, then Airflow
+trigger params). Every key is `<stage>.<name>`, e.g. `train.epochs`. Errors name the
+file, the key and what is wrong, so a data engineer can fix a spec without reading code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tfpipe_operators.features import Feature, Task
+
+SPEC_FILENAME = "pipeline.yaml"
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+ENV_PREFIX = "TFPIPE_"
+
+
+class SpecError(ValueError):
+    """A pipeline spec or a config override is invalid; the message says where and why."""
+
+
+class _Stage(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ExtractConfig(_Stage):
+    lookback_days: int = Field(default=0, ge=0, le=366, description="days before ds also read (0 = ds only)")
+    eval_percent: int = Field(default=20, ge=1, le=50, description="share of keys held out for evaluation")
+    sample_fraction: float = Field(default=1.0, gt=0, le=1, description="deterministic sample of keys")
+    batch_rows: int = Field(default=8192, ge=64, description="rows per Arrow record batch")
+    direct_num_workers: int = Field(default=1, ge=1, le=64, description="local Beam worker processes")
+
+
+class TrainConfig(_Stage):
+    architecture: str = "mlp"
+    epochs: int = Field(default=3, ge=1, le=1000)
+    batch_size: int = Field(default=256, ge=1, le=1 << 20)
+    learning_rate: float = Field(default=0.003, gt=0, le=10)
+    hidden_units: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
+    embedding_dim: int = Field(default=8, ge=1, le=1024)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    seed: int = 42
+    shuffle_buffer: int = Field(default=10_000, ge=1)
+    gpus: int = Field(default=1, ge=0, le=16, description="GPUs the training pod asks for (gcp profile)")
+
+
+class GateConfig(_Stage):
+    metric: Literal["auc", "log_loss", "accuracy", "rmse", "mae"] = "auc"
+    min_lift_over_baseline: float = Field(default=0.0, ge=0, description="new must beat the baseline by this")
+    max_regression: float = Field(default=0.01, ge=0, description="new may be at most this much worse than blessed")
+    min_value: float | None = Field(default=None, description="absolute threshold on the metric")
+
+
+class ScoreConfig(_Stage):
+    batch_rows: int = Field(default=4096, ge=1, le=1 << 20)
+
+
+STAGES: dict[str, type[_Stage]] = {
+    "extract": ExtractConfig,
+    "train": TrainConfig,
+    "gate": GateConfig,
+    "score": ScoreConfig,
+}
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(description="file beside the spec, BigQuery Standard SQL with @ds and @lookback_days")
+    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="table whose ds partition must exist first")
+    partition_column: Identifier = "event_date"
+
+
+class Label(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    column: Identifier
+    task: Task
+    num_classes: int | None = Field(default=None, ge=2)
+
+    @model_validator(mode="after")
+    def _classes(self) -> Label:
+        if self.task is Task.MULTICLASS and self.num_classes is None:
+            raise ValueError("task multiclass needs num_classes")
+        return self
+
+
+class Scoring(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(description="file beside the spec; one row per key; @ds is a parameter")
+    keys: list[Identifier] = Field(min_length=1)
+    table: Identifier
+
+
+class PipelineSpec(BaseModel):
+    """The validated contents of `pipeline.yaml`; SQL is read from the files it names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    owner: str = "tfpipe"
+    start_date: date
+    schedule: str = "@daily"
+    max_active_runs: int = Field(default=1, ge=1, le=32)
+    retries: int = Field(default=1, ge=0, le=10)
+    source: Source
+    keys: list[Identifier] = Field(min_length=1, description="columns whose hash splits train/eval")
+    label: Label
+    features: list[Feature] = Field(min_length=1)
+    scoring: Scoring
+    extract: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    gate: dict[str, Any] = Field(default_factory=dict)
+    score: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    overridable: list[str] = Field(default_factory=list)
+
+    # Filled by load_spec, not by the YAML.
+    path: Path = Path()
+    source_sql: str = ""
+    scoring_sql: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features declared twice: {', '.join(dupes)}")
+        if self.label.column in names:
+            raise ValueError(f"label column '{self.label.column}' is also listed as a feature")
+        return self
+
+    @property
+    def dag_id(self) -> str:
+        return f"{self.pipeline}_daily"
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    @property
+    def feature_by_name(self) -> dict[str, Feature]:
+        return {f.name: f for f in self.features}
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "<top level>"
+
+
+def _format_errors(where: str, err: ValidationError, prefix: str = "") -> SpecError:
+    lines = [f"{where}: {prefix}{_loc(e['loc'])}: {e['msg']}" for e in err.errors()]
+    return SpecError("\n".join(lines))
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Read and validate a spec and its SQL files; raise SpecError naming file and key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: spec file not found") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        spec = PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise _format_errors(str(path), exc) from None
+    spec.path = path
+    spec.source_sql = _read_sql(path, "source.sql", spec.source.sql)
+    spec.scoring_sql = _read_sql(path, "scoring.sql", spec.scoring.sql)
+    # Validate every level of config now, so a bad default/variant fails at parse time.
+    for name, stage in STAGES.items():
+        try:
+            stage.model_validate(getattr(spec, name))
+        except ValidationError as exc:
+            raise _format_errors(str(path), exc, prefix=f"{name}.") from None
+    for variant in spec.variants:
+        try:
+            resolve_config(spec, variant=variant, environ={})
+        except SpecError as exc:
+            raise SpecError(f"{path}: variants.{variant}: {exc}") from None
+    for key in spec.overridable:
+        _split_key(key, where=f"{path}: overridable")
+    return spec
+
+
+def _read_sql(spec_path: Path, key: str, relative: str) -> str:
+    sql_path = spec_path.parent / relative
+    if not sql_path.is_file():
+        raise SpecError(f"{spec_path}: {key}: SQL file '{relative}' not found next to the spec ({sql_path})")
+    return sql_path.read_text()
+
+
+def discover_specs(specs_dir: str | Path) -> list[Path]:
+    """Every `<specs_dir>/<pipeline>/pipeline.yaml`, sorted for stable DAG order."""
+    return sorted(Path(specs_dir).glob(f"*/{SPEC_FILENAME}"))
+
+
+class PipelineConfig(BaseModel):
+    """All stages' config as one run uses it (defaults, spec, variant, run overrides)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    extract: ExtractConfig
+    train: TrainConfig
+    gate: GateConfig
+    score: ScoreConfig
+    variant: str | None = None
+
+    def flat(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for stage in STAGES:
+            for key, value in getattr(self, stage).model_dump().items():
+                out[f"{stage}.{key}"] = value
+        return out
+
+    def digest(self) -> str:
+        """Short stable hash: which config produced a model."""
+        return hashlib.sha256(json.dumps(self.flat(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+_KEY = re.compile(r"^([a-z]+)\.([a-z_][a-z0-9_]*)$")
+
+
+def _split_key(key: str, where: str) -> tuple[str, str]:
+    match = _KEY.match(key)
+    if not match or match.group(1) not in STAGES:
+        raise SpecError(f"{where}: '{key}' is not a config key; use <stage>.<name> with stage one of {', '.join(STAGES)}")
+    stage, name = match.groups()
+    if name not in STAGES[stage].model_fields:
+        known = ", ".join(sorted(STAGES[stage].model_fields))
+        raise SpecError(f"{where}: '{key}' is not a config key; {stage} has: {known}")
+    return stage, name
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`TFPIPE_TRAIN_EPOCHS=5` -> {'train.epochs': 5}; values are parsed as YAML scalars/lists."""
+    out: dict[str, Any] = {}
+    for var, text in environ.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX) :].lower()
+        stage, _, name = rest.partition("_")
+        if stage in STAGES and name in STAGES[stage].model_fields:
+            try:
+                out[f"{stage}.{name}"] = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise SpecError(f"environment variable {var}: cannot parse value {text!r}") from None
+    return out
+
+
+def resolve_config(
+    spec: PipelineSpec,
+    variant: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PipelineConfig:
+    """Merge code defaults, spec, variant, environment and run overrides; validate the result."""
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if variant:
+        if variant not in spec.variants:
+            known = ", ".join(sorted(spec.variants)) or "none"
+            raise SpecError(f"{spec.path}: unknown variant '{variant}' (spec defines: {known})")
+        layers.append((f"variant {variant}", spec.variants[variant]))
+    layers.append(("environment", env_overrides(os.environ if environ is None else environ)))
+    layers.append(("run overrides", overrides or {}))
+
+    merged: dict[str, dict[str, Any]] = {stage: dict(getattr(spec, stage)) for stage in STAGES}
+    merged["gate"].setdefault("metric", _DEFAULT_GATE_METRIC[spec.label.task.value])
+    for where, layer in layers:
+        for key, value in layer.items():
+            stage, name = _split_key(key, where=where)
+            merged[stage][name] = value
+    stages: dict[str, Any] = {}
+    for stage, model in STAGES.items():
+        try:
+            stages[stage] = model.model_validate(merged[stage])
+        except ValidationError as exc:
+            raise _format_errors(str(spec.path), exc, prefix=f"{stage}.") from None
+    config = PipelineConfig(variant=variant, **stages)
+    _check_gate_metric(spec, config)
+    return config
+
+
+_DEFAULT_GATE_METRIC = {"binary": "auc", "multiclass": "accuracy", "regression": "rmse"}
+_TASK_METRICS = {
+    "binary": {"auc", "log_loss", "accuracy"},
+    "multiclass": {"accuracy", "log_loss"},
+    "regression": {"rmse", "mae"},
+}
+
+
+def _check_gate_metric(spec: PipelineSpec, config: PipelineConfig) -> None:
+    allowed = _TASK_METRICS[spec.label.task.value]
+    if config.gate.metric not in allowed:
+        raise SpecError(
+            f"{spec.path}: gate.metric: '{config.gate.metric}' does not apply to task "
+            f"{spec.label.task.value}; use one of {', '.join(sorted(allowed))}"
+        )

@@ -1,0 +1,181 @@
+"""export_serving_model: the trained model + tf.Transform graph -> one serving SavedModel.
+
+The model's variables are folded into constants (its concrete function, frozen); the
+tf.Transform layer stays a tracked object because its vocabulary lookups are resource
+tables, which freezing cannot fold. A `tf.Module` calls both, so a loaded model needs
+nothing but TensorFlow. Before publishing, the export is loaded back and its
+predictions are compared with the trained model's on the day's raw eval rows; a
+difference above the tolerance fails the step.
+
+Signatures (stable across architectures):
+  serving_default(examples: string[N])  serialized raw tf.Examples -> predictions
+  predict_raw(<feature>: [N] ...)       raw features by name (NaN / b"" = missing)
+  transform_features(examples)          the transformed features, for checking skew
+Predictions: binary {probability}, multiclass {probabilities, class_id}, regression {value}.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+from tfx_bsl.tfxio import tensor_adapter
+
+from tfpipe_jobs import artifacts
+from tfpipe_jobs.beam_jobs import arrow_batches, preprocessing
+from tfpipe_jobs.context import JobContext
+from tfpipe_operators.features import LABEL_KEY, Task
+from tfpipe_operators.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 1e-5
+SAVED_MODEL_DIR = "saved_model"
+_TF_TYPES = {"float": tf.float32, "string": tf.string}
+
+
+class ExportMismatchError(RuntimeError):
+    """The exported model does not reproduce the trained model's predictions."""
+
+
+def prediction_outputs(task: Task, scores: tf.Tensor) -> dict[str, tf.Tensor]:
+    if task is Task.BINARY:
+        return {"probability": tf.reshape(scores, [-1])}
+    if task is Task.MULTICLASS:
+        return {"probabilities": scores, "class_id": tf.argmax(scores, axis=-1)}
+    return {"value": tf.reshape(scores, [-1])}
+
+
+def freeze(model: Any) -> tuple[Any, list[str]]:
+    """The model's inference function with variables folded into constants, and its input order."""
+    specs = {t.name: tf.TensorSpec([None], t.dtype, name=t.name) for t in model.inputs}
+    concrete = tf.function(lambda inputs: model(inputs, training=False)).get_concrete_function(specs)
+    frozen = convert_variables_to_constants_v2(concrete)
+    order = [t.name.split(":")[0] for t in frozen.inputs]
+    return frozen, order
+
+
+def _to_sparse(dense: tf.Tensor, missing: tf.Tensor) -> tf.SparseTensor:
+    """[N] dense values -> [N, 1] sparse with the missing positions absent."""
+    rows = tf.where(tf.logical_not(missing))
+    indices = tf.concat([rows, tf.zeros_like(rows)], axis=1)
+    shape = tf.stack([tf.shape(dense, out_type=tf.int64)[0], tf.constant(1, tf.int64)])
+    return tf.SparseTensor(indices, tf.gather_nd(dense, rows), shape)
+
+
+class ServingModule(tf.Module):  # type: ignore[misc]
+    def __init__(self, spec: PipelineSpec, model: Any, tft_output: tft.TFTransformOutput) -> None:
+        super().__init__()
+        self._spec = spec
+        self.tft_layer = tft_output.transform_features_layer()
+        self._frozen, self._input_order = freeze(model)
+        self._raw_spec = preprocessing.raw_feature_spec(spec, with_label=False)
+        self._transformed_names = [f.transformed_name for f in spec.features]
+
+        examples = tf.TensorSpec([None], tf.string, name="examples")
+        self.serve_examples = tf.function(self._serve_examples, input_signature=[examples])
+        self.transform_examples = tf.function(self._transform_examples, input_signature=[examples])
+        raw_specs = {f.name: tf.TensorSpec([None], _TF_TYPES[f.raw_type], name=f.name) for f in spec.features}
+        self.serve_raw = tf.function(self._serve_raw, input_signature=[raw_specs])
+
+    def _transformed(self, raw: dict[str, Any]) -> dict[str, tf.Tensor]:
+        out = self.tft_layer(raw)
+        return {k: out[k] for k in self._transformed_names}
+
+    def _predict(self, raw: dict[str, Any]) -> dict[str, tf.Tensor]:
+        transformed = self._transformed(raw)
+        scores = self._frozen(*[transformed[name] for name in self._input_order])[0]
+        return prediction_outputs(self._spec.label.task, scores)
+
+    def _serve_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._predict(tf.io.parse_example(examples, self._raw_spec))
+
+    def _transform_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._transformed(tf.io.parse_example(examples, self._raw_spec))
+
+    def _serve_raw(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        raw = {}
+        for f in self._spec.features:
+            value = features[f.name]
+            missing = tf.math.is_nan(value) if f.raw_type == "float" else tf.equal(value, b"")
+            raw[f.name] = _to_sparse(value, missing)
+        return self._predict(raw)
+
+
+def save(module: ServingModule, path: str) -> None:
+    tf.saved_model.save(module, path, signatures={
+        "serving_default": module.serve_examples,
+        "predict_raw": module.serve_raw,
+        "transform_features": module.transform_examples,
+    })
+
+
+def read_eval_raw(data_dir: str, max_rows: int | None = None) -> Any:
+    """The day's raw eval rows (features, keys and label) as one Arrow table."""
+    files = artifacts.glob(artifacts.join(data_dir, "eval_raw", "*.parquet"))
+    if not files:
+        raise artifacts.MissingArtifactError(f"no raw eval rows under {data_dir}/eval_raw")
+    table = pq.ParquetDataset(files).read()
+    return table.slice(0, max_rows) if max_rows else table
+
+
+def reference_predictions(spec: PipelineSpec, model: Any, tft_output: tft.TFTransformOutput, table: Any) -> np.ndarray:
+    """Trained model + transform on the eval rows, fed the way training was fed (TFXIO)."""
+    from tfpipe_jobs.beam_jobs.extract_transform import tfxio_schema
+
+    names = [f.name for f in spec.features]
+    schema = tfxio_schema(spec)
+    adapter = tensor_adapter.TensorAdapter(tensor_adapter.TensorAdapterConfig(
+        schema.remove(schema.get_field_index(LABEL_KEY)), preprocessing.tensor_representations(names)))
+    layer = tft_output.transform_features_layer()
+    out = []
+    for batch in table.to_batches(max_chunksize=4096):
+        columns = arrow_batches.raw_columns(spec, batch, with_label=False)
+        tensors = adapter.ToBatchTensors(arrow_batches.to_tfxio(columns))
+        transformed = layer(tensors)
+        inputs = {f.transformed_name: transformed[f.transformed_name] for f in spec.features}
+        out.append(model(inputs, training=False).numpy())
+    return np.concatenate(out)
+
+
+def exported_predictions(saved_model: Any, spec: PipelineSpec, table: Any) -> np.ndarray:
+    fn = saved_model.signatures["predict_raw"]
+    out = []
+    for batch in table.to_batches(max_chunksize=4096):
+        inputs = {k: tf.constant(v) for k, v in arrow_batches.model_inputs(spec, batch).items()}
+        result = fn(**inputs)
+        key = {"binary": "probability", "multiclass": "probabilities", "regression": "value"}[spec.label.task.value]
+        out.append(result[key].numpy())
+    return np.concatenate(out)
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    data_dir = artifacts.require_complete(ctx.paths.data, "extract_transform")
+    model_dir = artifacts.require_complete(ctx.paths.model, "train")
+    tft_output = tft.TFTransformOutput(data_dir)
+    model = keras.models.load_model(artifacts.join(model_dir, "keras_model"), compile=False)
+    table = read_eval_raw(data_dir, max_rows=50_000)
+
+    with artifacts.staged_output(ctx.paths.serving) as out:
+        path = artifacts.join(out, SAVED_MODEL_DIR)
+        save(ServingModule(ctx.spec, model, tft_output), path)
+        reference = reference_predictions(ctx.spec, model, tft_output, table)
+        exported = exported_predictions(tf.saved_model.load(path), ctx.spec, table)
+        reference = reference.reshape(exported.shape)
+        max_diff = float(np.max(np.abs(reference - exported))) if table.num_rows else 0.0
+        report = {"rows_compared": table.num_rows, "max_abs_diff": max_diff, "tolerance": TOLERANCE,
+                  "equal": max_diff <= TOLERANCE, **ctx.provenance()}
+        artifacts.write_json(artifacts.join(out, "equivalence.json"), report)
+        if max_diff > TOLERANCE:
+            raise ExportMismatchError(
+                f"exported model differs from the trained model by {max_diff:.3g} (> {TOLERANCE}) "
+                f"on {table.num_rows} eval rows; not publishing {ctx.paths.serving}"
+            )
+    log.info("export: %s eval rows, max |diff| %.3g -> %s", table.num_rows, max_diff, ctx.paths.serving)
+    return {"serving": ctx.paths.serving, "rows_compared": table.num_rows, "max_abs_diff": max_diff}

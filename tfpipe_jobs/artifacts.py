@@ -1,0 +1,146 @@
+"""The artifact contract between steps: where each output lives and how it is published.
+
+Every step writes into a temporary sibling folder and publishes it by renaming it into
+place with `_SUCCESS` inside, so a reader never sees half an output and a rerun of the
+same `ds` replaces the old output instead of adding to it. Readers insist on `_SUCCESS`.
+Paths go through `tf.io.gfile` so the same code serves a local folder and `gs://`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "_SUCCESS"
+
+
+def _gfile() -> Any:
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.rstrip("/") for p in parts if p)
+
+
+class MissingArtifactError(FileNotFoundError):
+    """A step's input is absent or incomplete (no `_SUCCESS`)."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Folders of one pipeline and day: `<root>/<pipeline>/<ds>/...`."""
+
+    root: str
+    pipeline: str
+    ds: str
+
+    @property
+    def day(self) -> str:
+        return join(self.root, self.pipeline, self.ds)
+
+    @property
+    def data(self) -> str:
+        return join(self.day, "data")
+
+    @property
+    def model(self) -> str:
+        return join(self.day, "model")
+
+    @property
+    def serving(self) -> str:
+        return join(self.day, "serving")
+
+    @property
+    def eval(self) -> str:
+        return join(self.day, "eval")
+
+    @property
+    def scores(self) -> str:
+        return join(self.day, "scores")
+
+    @property
+    def registry(self) -> str:
+        return join(self.root, self.pipeline, "registry")
+
+    @property
+    def blessed_file(self) -> str:
+        return join(self.registry, "blessed.json")
+
+
+def exists(path: str) -> bool:
+    return bool(_gfile().exists(path))
+
+
+def is_complete(path: str) -> bool:
+    return bool(_gfile().exists(join(path, SUCCESS)))
+
+
+def require_complete(path: str, step: str) -> str:
+    """Return `path` if its step finished; otherwise say which step has to run first."""
+    if not is_complete(path):
+        raise MissingArtifactError(
+            f"{path} is missing or incomplete (no {SUCCESS}): the '{step}' step must succeed for this ds first"
+        )
+    return path
+
+
+@contextmanager
+def staged_output(final: str) -> Iterator[str]:
+    """Yield a temporary folder; on success publish it as `final` with `_SUCCESS`."""
+    gfile = _gfile()
+    token = uuid.uuid4().hex[:8]
+    tmp = f"{final.rstrip('/')}.tmp-{token}"
+    gfile.makedirs(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        gfile.rmtree(tmp)
+        raise
+    write_text(join(tmp, SUCCESS), "")
+    old = f"{final.rstrip('/')}.old-{token}"
+    if gfile.exists(final):
+        gfile.rename(final, old)
+    gfile.rename(tmp, final)
+    if gfile.exists(old):
+        gfile.rmtree(old)
+    log.info("published %s", final)
+
+
+def write_text(path: str, text: str) -> None:
+    with _gfile().GFile(path, "w") as f:
+        f.write(text)
+
+
+def read_text(path: str) -> str:
+    with _gfile().GFile(path, "r") as f:
+        return str(f.read())
+
+
+def write_json(path: str, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str) -> Any:
+    return json.loads(read_text(path))
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+    """Replace one small file in one step (write aside, then rename over)."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    gfile = _gfile()
+    gfile.makedirs(path.rsplit("/", 1)[0])
+    write_json(tmp, obj)
+    gfile.rename(tmp, path, overwrite=True)
+
+
+def glob(pattern: str) -> list[str]:
+    return sorted(_gfile().glob(pattern))

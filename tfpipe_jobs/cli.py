@@ -1,0 +1,185 @@
+"""`tfpipe-job`: the command line every heavy step runs through.
+
+The same command runs in a local subprocess, in a Kubernetes pod or as a Dataflow
+launcher. Its last line on stdout is `TFPIPE_RESULT <json>`; the local operator returns
+that as the task's XCom, and in a pod the JSON also goes to `/airflow/xcom/return.json`
+(the cncf-kubernetes sidecar convention). Exit code 99 means "skip this task" (e.g. the
+gate refused the model, so there is nothing to publish).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXIT_SKIP = 99
+RESULT_PREFIX = "TFPIPE_RESULT "
+XCOM_FILE = "/airflow/xcom/return.json"
+
+log = logging.getLogger("tfpipe_jobs")
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE (e.g. train.epochs=5), got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _context(args: argparse.Namespace) -> Any:
+    from tfpipe_jobs.artifacts import RunPaths
+    from tfpipe_jobs.context import JobContext
+    from tfpipe_jobs.warehouse import Warehouse
+    from tfpipe_operators.spec import load_spec, resolve_config
+
+    spec = load_spec(args.spec)
+    config = resolve_config(spec, variant=args.variant or None, overrides=_overrides(args.set))
+    return JobContext(
+        spec=spec,
+        config=config,
+        ds=args.ds,
+        paths=RunPaths(root=args.artifact_root, pipeline=spec.pipeline, ds=args.ds.isoformat()),
+        warehouse=Warehouse(args.warehouse),
+        runner=args.runner,
+        beam_args=tuple(args.beam_arg),
+    )
+
+
+def _extract(args: argparse.Namespace) -> dict[str, Any]:
+    from tfpipe_jobs.beam_jobs import extract_transform
+
+    return extract_transform.run(_context(args))
+
+
+def _train(args: argparse.Namespace) -> dict[str, Any]:
+    from tfpipe_jobs.training import train
+
+    return train.run(_context(args))
+
+
+def _export(args: argparse.Namespace) -> dict[str, Any]:
+    from tfpipe_jobs.serving_export import export
+
+    return export.run(_context(args))
+
+
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from tfpipe_jobs import gate
+
+    return gate.run(_context(args))
+
+
+def _publish_model(args: argparse.Namespace) -> dict[str, Any]:
+    from tfpipe_jobs import registry
+
+    return registry.publish(_context(args))
+
+
+def _score(args: argparse.Namespace) -> dict[str, Any]:
+    from tfpipe_jobs.beam_jobs import batch_score
+
+    return batch_score.run(_context(args))
+
+
+def _publish_scores(args: argparse.Namespace) -> dict[str, Any]:
+    from tfpipe_jobs import score_table
+
+    return score_table.publish(_context(args))
+
+
+def _sample_data(args: argparse.Namespace) -> dict[str, Any]:
+    from tfpipe_jobs import sample_data
+    from tfpipe_jobs.warehouse import Warehouse
+
+    counts = sample_data.generate(
+        Warehouse(args.warehouse).duckdb_path,
+        end_date=args.end_date,
+        days=args.days,
+        rows_per_day=args.rows_per_day,
+        candidates_per_day=args.candidates_per_day,
+        seed=args.seed,
+    )
+    return {"warehouse": args.warehouse, **counts}
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfpipe-job", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def step(name: str, fn: Callable[[argparse.Namespace], dict[str, Any]], help_text: str) -> None:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--spec", required=True, type=Path, help="the pipeline's pipeline.yaml")
+        p.add_argument("--ds", required=True, type=_iso_date, help="the day whose data is processed")
+        p.add_argument("--artifact-root", required=True, help="local folder or gs:// prefix")
+        p.add_argument("--warehouse", required=True, help="duckdb:///path.duckdb or bigquery://project/dataset")
+        p.add_argument("--runner", default="DirectRunner", help="Beam runner (DirectRunner locally)")
+        p.add_argument("--variant", default="", help="a variant named in the spec")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. train.epochs=5")
+        p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline option")
+        p.set_defaults(fn=fn)
+
+    step("extract", _extract, "warehouse rows -> tf.Transform -> TFRecords + transform output")
+    step("train", _train, "train the model on the day's TFRecords")
+    step("export", _export, "freeze/optimise into the serving SavedModel and prove it equal")
+    step("evaluate", _evaluate, "compare new, blessed and baseline models; write the verdict")
+    step("publish-model", _publish_model, "bless the new model in the registry (skips if refused)")
+    step("score", _score, "score the scoring query with the blessed model")
+    step("publish-scores", _publish_scores, "replace the ds partition of the score table")
+
+    gen = sub.add_parser("sample-data", help="write the synthetic ctr tables into a DuckDB warehouse")
+    gen.add_argument("--warehouse", required=True)
+    gen.add_argument("--end-date", required=True, type=_iso_date)
+    gen.add_argument("--days", type=int, default=3)
+    gen.add_argument("--rows-per-day", type=int, default=20_000)
+    gen.add_argument("--candidates-per-day", type=int, default=5_000)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.set_defaults(fn=_sample_data)
+    return parser
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    text = json.dumps(result, sort_keys=True, default=str)
+    if os.path.isdir(os.path.dirname(XCOM_FILE)):
+        Path(XCOM_FILE).write_text(text)
+    print(RESULT_PREFIX + text, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    from tfpipe_jobs.context import SkipStep
+
+    started = time.monotonic()
+    try:
+        result = args.fn(args)
+    except SkipStep as exc:
+        log.info("skipped: %s", exc)
+        emit_result({"skipped": str(exc)})
+        return EXIT_SKIP
+    result["seconds"] = round(time.monotonic() - started, 2)
+    emit_result(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

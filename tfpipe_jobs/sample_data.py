@@ -1,0 +1,198 @@
+"""Synthetic click-through data for the sample `ctr` pipeline.
+
+Users, items and context drive a known click probability (`true_ctr`); the label is
+drawn from it. Because the generator stores that probability, the best AUC any model
+can reach on an eval set is computable (the Bayes-optimal AUC), which is what the
+training quality target is measured against. Deterministic by seed: the population
+(users, items, their latent tastes) depends on the seed only, each day's rows on the
+seed and the date, so a day can be regenerated alone and comes out the same.
+
+Rows are produced in chunks and appended to DuckDB so memory stays flat at 10M+ rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+CATEGORIES = [f"cat_{i:02d}" for i in range(12)]
+DEVICES = ["mobile", "desktop", "tablet", "tv"]
+DEVICE_EFFECT = np.array([0.15, 0.0, -0.1, -0.4])
+COUNTRIES = [f"c{i:02d}" for i in range(40)]
+CHUNK_ROWS = 500_000
+
+EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id VARCHAR, event_date DATE, user_id VARCHAR, item_id VARCHAR,
+    item_category VARCHAR, device VARCHAR, country VARCHAR, hour INTEGER,
+    user_age DOUBLE, item_price DOUBLE, position INTEGER,
+    clicked INTEGER, true_ctr DOUBLE
+)"""
+CANDIDATES_DDL = """
+CREATE TABLE IF NOT EXISTS candidates (
+    event_date DATE, user_id VARCHAR, item_id VARCHAR,
+    item_category VARCHAR, device VARCHAR, country VARCHAR, hour INTEGER,
+    user_age DOUBLE, item_price DOUBLE, position INTEGER, true_ctr DOUBLE
+)"""
+
+
+@dataclass(frozen=True)
+class Population:
+    """Users and items with the latent effects the click probability is made of."""
+
+    user_bias: np.ndarray
+    user_taste: np.ndarray  # users x categories
+    user_country: np.ndarray
+    user_age: np.ndarray  # NaN = unknown
+    user_weight: np.ndarray  # how active each user is (Zipf-like)
+    item_bias: np.ndarray
+    item_category: np.ndarray
+    item_price: np.ndarray
+    item_weight: np.ndarray
+
+    @classmethod
+    def build(cls, n_users: int, n_items: int, seed: int) -> Population:
+        rng = np.random.default_rng([seed, 0])
+        user_weight = 1.0 / np.arange(1, n_users + 1) ** 0.6
+        item_weight = 1.0 / np.arange(1, n_items + 1) ** 0.8
+        age = rng.normal(38, 12, n_users).clip(16, 90).round()
+        age[rng.random(n_users) < 0.07] = np.nan
+        return cls(
+            user_bias=rng.normal(0, 0.7, n_users),
+            user_taste=rng.normal(0, 0.8, (n_users, len(CATEGORIES))),
+            user_country=rng.integers(0, len(COUNTRIES), n_users),
+            user_age=age,
+            user_weight=user_weight / user_weight.sum(),
+            item_bias=rng.normal(0, 0.7, n_items),
+            item_category=rng.integers(0, len(CATEGORIES), n_items),
+            item_price=np.exp(rng.normal(3.0, 0.9, n_items)).round(2),
+            item_weight=item_weight / item_weight.sum(),
+        )
+
+
+def population_for(rows_per_day: int, seed: int) -> Population:
+    """Size the population with the data so ids stay high-cardinality but learnable."""
+    n_users = int(np.clip(rows_per_day // 20, 200, 200_000))
+    n_items = int(np.clip(rows_per_day // 50, 100, 50_000))
+    return Population.build(n_users, n_items, seed)
+
+
+def _true_ctr(pop: Population, users: np.ndarray, items: np.ndarray, device: np.ndarray,
+              hour: np.ndarray, position: np.ndarray) -> np.ndarray:
+    cat = pop.item_category[items]
+    age = np.nan_to_num(pop.user_age[users], nan=38.0)
+    logit = (
+        -2.0
+        + pop.user_bias[users]
+        + pop.item_bias[items]
+        + pop.user_taste[users, cat]
+        + DEVICE_EFFECT[device]
+        + 0.35 * np.sin(hour / 24.0 * 2 * np.pi)
+        - 0.3 * np.log1p(position)
+        - 0.25 * (np.log(pop.item_price[items]) - 3.0)
+        + 0.01 * (age - 38.0)
+    )
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def _context(pop: Population, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    users = rng.choice(len(pop.user_bias), n, p=pop.user_weight)
+    items = rng.choice(len(pop.item_bias), n, p=pop.item_weight)
+    return {
+        "users": users,
+        "items": items,
+        "device": rng.choice(len(DEVICES), n, p=[0.55, 0.3, 0.1, 0.05]),
+        "hour": rng.integers(0, 24, n),
+        "position": rng.integers(1, 21, n),
+    }
+
+
+def _columns(pop: Population, ctx: dict[str, np.ndarray], ctr: np.ndarray) -> dict[str, pa.Array]:
+    users, items = ctx["users"], ctx["items"]
+    age = pop.user_age[users]
+    return {
+        "user_id": pa.array(np.char.add("u", users.astype(str))),
+        "item_id": pa.array(np.char.add("i", items.astype(str))),
+        "item_category": pa.array(np.asarray(CATEGORIES)[pop.item_category[items]]),
+        "device": pa.array(np.asarray(DEVICES)[ctx["device"]]),
+        "country": pa.array(np.asarray(COUNTRIES)[pop.user_country[users]]),
+        "hour": pa.array(ctx["hour"].astype(np.int32)),
+        "user_age": pa.array(age, mask=np.isnan(age)),
+        "item_price": pa.array(pop.item_price[items]),
+        "position": pa.array(ctx["position"].astype(np.int32)),
+    }
+
+
+def events_for_day(pop: Population, day: date, rows: int, seed: int, offset: int = 0) -> pa.Table:
+    """`rows` events of one day, rows [offset, offset+rows) of that day's stream."""
+    rng = np.random.default_rng([seed, day.toordinal(), offset])
+    ctx = _context(pop, rng, rows)
+    ctr = _true_ctr(pop, ctx["users"], ctx["items"], ctx["device"], ctx["hour"], ctx["position"])
+    clicked = (rng.random(rows) < ctr).astype(np.int32)
+    ids = np.char.add(f"{day:%Y%m%d}-", np.arange(offset, offset + rows).astype(str))
+    cols = {"event_id": pa.array(ids), "event_date": pa.array([day] * rows, pa.date32())}
+    cols.update(_columns(pop, ctx, ctr))
+    cols["clicked"] = pa.array(clicked)
+    cols["true_ctr"] = pa.array(ctr)
+    return pa.table(cols)
+
+
+def candidates_for_day(pop: Population, day: date, rows: int, seed: int) -> pa.Table:
+    """Unique (user_id, item_id) pairs to score for a day: the analysts' lookup keys."""
+    rng = np.random.default_rng([seed, day.toordinal(), 1_000_003])
+    ctx = _context(pop, rng, int(rows * 1.3) + 16)
+    pair = ctx["users"].astype(np.int64) * len(pop.item_bias) + ctx["items"]
+    _, first = np.unique(pair, return_index=True)
+    keep = np.sort(first)[:rows]
+    ctx = {k: v[keep] for k, v in ctx.items()}
+    ctr = _true_ctr(pop, ctx["users"], ctx["items"], ctx["device"], ctx["hour"], ctx["position"])
+    cols = {"event_date": pa.array([day] * len(keep), pa.date32())}
+    cols.update(_columns(pop, ctx, ctr))
+    cols["true_ctr"] = pa.array(ctr)
+    return pa.table(cols)
+
+
+def generate(warehouse: str | Path, end_date: date, days: int, rows_per_day: int,
+             candidates_per_day: int, seed: int = 7) -> dict[str, int]:
+    """(Re)write `days` days ending at `end_date` into the DuckDB warehouse; return row counts."""
+    import duckdb
+
+    pop = population_for(rows_per_day, seed)
+    Path(warehouse).parent.mkdir(parents=True, exist_ok=True)
+    counts = {"events": 0, "candidates": 0}
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(EVENTS_DDL)
+        con.execute(CANDIDATES_DDL)
+        for i in range(days):
+            day = end_date - timedelta(days=days - 1 - i)
+            con.execute("BEGIN TRANSACTION")
+            con.execute("DELETE FROM events WHERE event_date = ?", [day])
+            con.execute("DELETE FROM candidates WHERE event_date = ?", [day])
+            for offset in range(0, rows_per_day, CHUNK_ROWS):
+                chunk = events_for_day(pop, day, min(CHUNK_ROWS, rows_per_day - offset), seed, offset)
+                con.register("chunk", chunk)
+                con.execute("INSERT INTO events SELECT * FROM chunk")
+                con.unregister("chunk")
+                counts["events"] += chunk.num_rows
+            cands = candidates_for_day(pop, day, candidates_per_day, seed)
+            con.register("cands", cands)
+            con.execute("INSERT INTO candidates SELECT * FROM cands")
+            con.unregister("cands")
+            counts["candidates"] += cands.num_rows
+            con.execute("COMMIT")
+            log.info("sample data: %s written (%d events, %d candidates)", day, rows_per_day, cands.num_rows)
+    return counts
+
+
+def bayes_auc(true_ctr: np.ndarray, labels: np.ndarray) -> float:
+    """AUC of the true click probability: the ceiling for any model on these rows."""
+    from tfpipe_jobs.metrics import roc_auc
+
+    return roc_auc(labels, true_ctr)

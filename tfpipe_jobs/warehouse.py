@@ -1,0 +1,150 @@
+"""Warehouse access for the jobs: the spec's BigQuery SQL, run where the profile says.
+
+Spec SQL is BigQuery Standard SQL with named parameters (`@ds`, `@lookback_days`).
+Values are always bound as query parameters, never formatted into the text. Locally the
+same SQL runs on DuckDB after sqlglot transpiles it; in the gcp profile it runs on
+BigQuery with `ScalarQueryParameter`s. Results stream as Arrow record batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_SECONDS = 120.0
+
+
+class WarehouseError(RuntimeError):
+    """A query could not run; the message names the query's purpose and the cause."""
+
+
+def parameters_used(bigquery_sql: str) -> set[str]:
+    """Names of the `@param`s a query refers to."""
+    tree = sqlglot.parse_one(bigquery_sql, read="bigquery")
+    return {str(node.name) for node in tree.find_all(exp.Parameter)}
+
+
+def to_duckdb(bigquery_sql: str) -> str:
+    """Transpile BigQuery Standard SQL to DuckDB; `@name` parameters become `$name`."""
+    statements = sqlglot.transpile(bigquery_sql, read="bigquery", write="duckdb")
+    if len(statements) != 1:
+        raise WarehouseError(f"expected exactly one SQL statement, found {len(statements)}")
+    return statements[0]
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """`duckdb:///path/to/file.duckdb` (local) or `bigquery://project/dataset` (gcp)."""
+
+    url: str
+
+    @property
+    def kind(self) -> str:
+        return "bigquery" if self.url.startswith("bigquery://") else "duckdb"
+
+    @property
+    def duckdb_path(self) -> str:
+        # duckdb:///abs/file.duckdb -> /abs/file.duckdb; a bare path is accepted too.
+        return self.url.removeprefix("duckdb://")
+
+    def batches(self, bigquery_sql: str, params: Mapping[str, Any], batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Run a SELECT and stream its rows as record batches of at most `batch_rows`."""
+        used = parameters_used(bigquery_sql)
+        missing = used - set(params)
+        if missing:
+            raise WarehouseError(f"query uses parameters with no value: {', '.join(sorted(missing))}")
+        bound = {k: v for k, v in params.items() if k in used}
+        if self.kind == "duckdb":
+            yield from self._duckdb_batches(bigquery_sql, bound, batch_rows)
+        else:
+            yield from self._bigquery_batches(bigquery_sql, bound, batch_rows)
+
+    def result_schema(self, bigquery_sql: str, params: Mapping[str, Any]) -> pa.Schema:
+        """Column names and types of a query's result, without reading its rows."""
+        body = bigquery_sql.strip().rstrip(";")
+        empty = f"SELECT * FROM (\n{body}\n) AS q LIMIT 0"
+        bound = {k: v for k, v in params.items() if k in parameters_used(bigquery_sql)}
+        if self.kind == "duckdb":
+            con = self.connect_duckdb(read_only=True)
+            try:
+                return con.execute(to_duckdb(empty), bound).to_arrow_reader(1).schema
+            finally:
+                con.close()
+        client, job_config = self._bigquery_client(bound)
+        return client.query(empty, job_config=job_config).result().to_arrow().schema
+
+    def table(self, bigquery_sql: str, params: Mapping[str, Any]) -> pa.Table:
+        """The whole (small) result: statistics and checks, not data paths."""
+        batches = list(self.batches(bigquery_sql, params, 1 << 16))
+        if batches:
+            return pa.Table.from_batches(batches)
+        return pa.table({})
+
+    def connect_duckdb(self, read_only: bool) -> Any:
+        """Open the DuckDB file, waiting while another process holds its write lock."""
+        import duckdb
+
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                return duckdb.connect(self.duckdb_path, read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise WarehouseError(f"cannot open DuckDB warehouse {self.duckdb_path}: {exc}") from exc
+                log.info("warehouse %s is locked by another process; waiting", self.duckdb_path)
+                time.sleep(0.5)
+
+    def _duckdb_batches(self, bigquery_sql: str, params: Mapping[str, Any], batch_rows: int) -> Iterator[pa.RecordBatch]:
+        import duckdb
+
+        sql = to_duckdb(bigquery_sql)
+        con = self.connect_duckdb(read_only=True)
+        try:
+            try:
+                reader = con.execute(sql, dict(params)).to_arrow_reader(batch_rows)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"query failed on DuckDB ({self.duckdb_path}): {exc}\nSQL: {sql}") from exc
+            yield from reader
+        finally:
+            con.close()
+
+    def _bigquery_batches(self, bigquery_sql: str, params: Mapping[str, Any], batch_rows: int) -> Iterator[pa.RecordBatch]:
+        client, job_config = self._bigquery_client(params)
+        rows = client.query(bigquery_sql, job_config=job_config).result(page_size=batch_rows)
+        for batch in rows.to_arrow_iterable():
+            yield from batch.to_batches(max_chunksize=batch_rows) if isinstance(batch, pa.Table) else [batch]
+
+
+    def _bigquery_client(self, params: Mapping[str, Any]) -> tuple[Any, Any]:
+        from google.cloud import bigquery
+
+        project, _, dataset = self.url.removeprefix("bigquery://").partition("/")
+        job_config = bigquery.QueryJobConfig(
+            query_parameters=[_bq_param(bigquery, k, v) for k, v in params.items()],
+            default_dataset=f"{project}.{dataset}" if dataset else None,
+        )
+        return bigquery.Client(project=project), job_config
+
+
+def _bq_param(bigquery: Any, name: str, value: Any) -> Any:
+    if isinstance(value, bool):
+        kind = "BOOL"
+    elif isinstance(value, int):
+        kind = "INT64"
+    elif isinstance(value, float):
+        kind = "FLOAT64"
+    elif isinstance(value, date):
+        kind = "DATE"
+    else:
+        kind = "STRING"
+    return bigquery.ScalarQueryParameter(name, kind, value)
