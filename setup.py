@@ -36,6 +36,9 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=[
         "tfpipe_operators",
+        "tfpipe_operators.hooks",
+        "tfpipe_operators.operators",
+        "tfpipe_operators.sensors",
         "tfpipe_jobs",
         "tfpipe_jobs.beam_jobs",
         "tfpipe_jobs.training",
@@ -43,6 +46,9 @@ setup(
     ],
     package_dir={
         "tfpipe_operators": "plugins/tfpipe_operators",
+        "tfpipe_operators.hooks": "plugins/tfpipe_operators/hooks",
+        "tfpipe_operators.operators": "plugins/tfpipe_operators/operators",
+        "tfpipe_operators.sensors": "plugins/tfpipe_operators/sensors",
         "tfpipe_jobs": "tfpipe_jobs",
         "tfpipe_jobs.beam_jobs": "beam_jobs",
         "tfpipe_jobs.training": "training",

@@ -39,6 +39,25 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _run_params(text: str, overridable: list[str], where: str) -> dict[str, Any]:
+    """The Airflow run's params: a variant and values for keys the spec marks overridable."""
+    if not text:
+        return {}
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--run-params is not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(params, dict):
+        raise SystemExit(f"--run-params must be a JSON object, got {text!r}")
+    refused = sorted(k for k in params if k != "variant" and k not in overridable)
+    if refused:
+        raise SystemExit(
+            f"run params {', '.join(refused)} are not overridable in {where} "
+            f"(overridable: {', '.join(overridable) or 'none'})"
+        )
+    return params
+
+
 def _context(args: argparse.Namespace) -> Any:
     from tfpipe_jobs.artifacts import RunPaths
     from tfpipe_jobs.context import JobContext
@@ -46,7 +65,12 @@ def _context(args: argparse.Namespace) -> Any:
     from tfpipe_operators.spec import load_spec, resolve_config
 
     spec = load_spec(args.spec)
-    config = resolve_config(spec, variant=args.variant or None, overrides=_overrides(args.set))
+    overrides = _overrides(args.set)
+    variant = args.variant or None
+    run = _run_params(args.run_params, spec.overridable, str(spec.path))
+    variant = run.pop("variant", None) or variant
+    overrides.update(run)
+    config = resolve_config(spec, variant=variant, overrides=overrides)
     return JobContext(
         spec=spec,
         config=config,
@@ -135,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--runner", default="DirectRunner", help="Beam runner (DirectRunner locally)")
         p.add_argument("--variant", default="", help="a variant named in the spec")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. train.epochs=5")
+        p.add_argument("--run-params", default="", help="JSON of the Airflow run's params (variant, overridable keys)")
         p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline option")
         p.set_defaults(fn=fn)
 

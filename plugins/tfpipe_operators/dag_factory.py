@@ -1,0 +1,201 @@
+"""One factory turns every pipeline spec into its `<pipeline>_daily` DAG.
+
+    wait_for_source -> extract_transform -> train -> export_serving_model -> evaluate_gate
+        -> publish_model (skipped unless blessed) -> batch_score -> publish_scores
+
+Every heavy step is a `tfpipe-job` command; the profile picks what runs it (a local
+subprocess, or a Kubernetes pod with a GPU for `train`). Task ids are the same in both
+profiles. Nothing here imports TensorFlow, tf.Transform or Beam.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, BaseOperator, Param
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from tfpipe_operators.profiles import Profile, load_profile
+from tfpipe_operators.spec import STAGES, PipelineSpec, SpecError, discover_specs, load_spec, resolve_config
+
+log = logging.getLogger(__name__)
+
+# `ds` is the day whose data the run processes (the start of its data interval). A run
+# created without a logical date falls back to the day it was asked to run.
+DS = "{{ ds if ds is defined else (dag_run.run_after | ds) }}"
+RUN_PARAMS = "{{ params | tfpipe_run_params }}"
+
+STEPS: dict[str, str] = {
+    "extract_transform": "extract",
+    "train": "train",
+    "export_serving_model": "export",
+    "evaluate_gate": "evaluate",
+    "publish_model": "publish-model",
+    "batch_score": "score",
+    "publish_scores": "publish-scores",
+}
+TIMEOUTS = {
+    "extract_transform": timedelta(hours=4),
+    "train": timedelta(hours=8),
+    "export_serving_model": timedelta(hours=1),
+    "evaluate_gate": timedelta(hours=1),
+    "publish_model": timedelta(minutes=15),
+    "batch_score": timedelta(hours=4),
+    "publish_scores": timedelta(hours=1),
+}
+CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *"}
+
+
+def param_name(flat_key: str) -> str:
+    """`train.epochs` -> `train_epochs` (the trigger form's field name)."""
+    return flat_key.replace(".", "_", 1)
+
+
+def flat_key(param: str) -> str:
+    stage, _, name = param.partition("_")
+    return f"{stage}.{name}"
+
+
+def run_params(params: Mapping[str, Any]) -> str:
+    """The run's overrides as one JSON argument for the job: only tfpipe's own, non-empty params."""
+    out: dict[str, Any] = {}
+    for name, value in dict(params).items():
+        if value is None or value == "":
+            continue
+        if name == "variant":
+            out["variant"] = value
+        elif name.partition("_")[0] in STAGES:
+            out[flat_key(name)] = value
+    return json.dumps(out, sort_keys=True)
+
+
+def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
+    """Params (JSON schema) for the trigger form: the variant and every overridable key."""
+    params: dict[str, Param] = {
+        "variant": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *sorted(spec.variants)],
+            description="a variant of the spec (empty = the spec as written)",
+        )
+    }
+    for key in spec.overridable:
+        stage, _, name = key.partition(".")
+        schema = dict(STAGES[stage].model_json_schema()["properties"][name])
+        default = schema.pop("default", None)
+        schema.pop("title", None)
+        json_type = schema.pop("type", None)
+        if json_type is not None:
+            schema["type"] = [json_type, "null"]
+        description = schema.pop("description", "") or key
+        params[param_name(key)] = Param(None, description=f"{description} (spec/default: {default})", **schema)
+    return params
+
+
+def _job_arguments(step: str, spec_path: str, profile: Profile) -> list[str]:
+    args = [
+        STEPS[step], "--spec", spec_path, "--ds", DS,
+        "--artifact-root", profile.artifact_root, "--warehouse", profile.warehouse,
+        "--runner", profile.beam_runner, "--run-params", RUN_PARAMS,
+    ]
+    if not profile.is_local and step in ("extract_transform", "batch_score"):
+        for opt in (f"--project={profile.gcp_project}", f"--region={profile.gcp_region}",
+                    f"--sdk_container_image={profile.job_image}",
+                    f"--service_account_email={profile.k8s_service_account}@{profile.gcp_project}.iam.gserviceaccount.com",
+                    f"--temp_location={profile.temp_location or profile.artifact_root + '/tmp'}"):
+            args += ["--beam-arg", opt]
+    return args
+
+
+def _job_spec_path(spec: PipelineSpec, profile: Profile) -> str:
+    if profile.job_specs_dir:
+        return f"{profile.job_specs_dir.rstrip('/')}/{spec.directory.name}/{spec.path.name}"
+    return str(spec.path.resolve())
+
+
+def _wait_for_source(spec: PipelineSpec, profile: Profile) -> BaseOperator:
+    common: dict[str, Any] = {"task_id": "wait_for_source", "mode": "reschedule", "timeout": 12 * 3600,
+                              "doc_md": f"Waits for `{spec.source.table}` to have rows for `ds`."}
+    if profile.is_local:
+        from tfpipe_operators.sensors.partition import WarehousePartitionSensor
+
+        return WarehousePartitionSensor(
+            warehouse=profile.warehouse, table=spec.source.table, partition_column=spec.source.partition_column,
+            ds=DS, poke_interval=30, **common,
+        )
+    from airflow.providers.google.cloud.sensors.bigquery import BigQueryTablePartitionExistenceSensor
+
+    project, _, dataset = profile.warehouse.removeprefix("bigquery://").partition("/")
+    return BigQueryTablePartitionExistenceSensor(
+        project_id=project, dataset_id=dataset, table_id=spec.source.table, partition_id="{{ ds_nodash }}",
+        poke_interval=300, **common,
+    )
+
+
+def _step(step: str, spec: PipelineSpec, profile: Profile, gpus: int) -> BaseOperator:
+    arguments = _job_arguments(step, _job_spec_path(spec, profile), profile)
+    common: dict[str, Any] = {"task_id": step, "execution_timeout": TIMEOUTS[step]}
+    if step == "batch_score":
+        # Runs after publish_model whether it published or was skipped (gate refused):
+        # scoring then uses the previously blessed model, so the table stays fresh.
+        common["trigger_rule"] = "none_failed"
+    if profile.is_local:
+        from tfpipe_operators.operators.job import TfpipeJobOperator
+
+        return TfpipeJobOperator(job_cli=profile.job_cli, arguments=arguments, **common)
+    from tfpipe_operators.operators.pod import job_pod
+
+    return job_pod(spec, profile, step, arguments, gpus=gpus if step == "train" else 0, **common)
+
+
+def build_dag(spec: PipelineSpec, profile: Profile) -> DAG:
+    config = resolve_config(spec, environ={})
+    cron = CRON_PRESETS.get(spec.schedule, spec.schedule)
+    start = datetime.combine(spec.start_date, datetime.min.time(), tzinfo=timezone.utc)
+    dag = DAG(
+        dag_id=spec.dag_id,
+        description=spec.description.strip().splitlines()[0] if spec.description.strip() else None,
+        doc_md=f"### {spec.pipeline}\n\n{spec.description}\n\nSpec: `{spec.path}`",
+        schedule=CronDataIntervalTimetable(cron, timezone="UTC"),
+        start_date=start,
+        catchup=False,
+        max_active_runs=spec.max_active_runs,
+        tags=["tfpipe", spec.pipeline, profile.name],
+        params=trigger_params(spec),
+        user_defined_filters={"tfpipe_run_params": run_params},
+        default_args={
+            "owner": spec.owner,
+            "retries": spec.retries,
+            "retry_delay": timedelta(minutes=2),
+            "retry_exponential_backoff": True,
+        },
+    )
+    with dag:
+        tasks = [_wait_for_source(spec, profile)]
+        tasks += [_step(step, spec, profile, config.train.gpus) for step in STEPS]
+        for upstream, downstream in zip(tasks, tasks[1:]):
+            upstream >> downstream
+    return dag
+
+
+def build_dags(specs_dir: str | Path, profile: Profile | None = None) -> dict[str, DAG]:
+    """Every spec under `specs_dir` as a DAG. A broken spec raises: the DagBag shows its error."""
+    profile = profile or load_profile()
+    dags: dict[str, DAG] = {}
+    errors: list[str] = []
+    for path in discover_specs(specs_dir):
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            errors.append(str(exc))
+            continue
+        dags[spec.dag_id] = build_dag(spec, profile)
+    if errors:
+        # Raised after building the good ones would hide them; Airflow shows this as an import error.
+        raise SpecError("invalid pipeline spec(s):\n" + "\n".join(errors))
+    return dags

@@ -1,0 +1,1 @@
+"""Hooks: thin wrappers around the clients tfpipe talks to."""

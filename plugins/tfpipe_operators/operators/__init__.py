@@ -1,0 +1,1 @@
+"""Operators: each runs one tfpipe job command somewhere."""

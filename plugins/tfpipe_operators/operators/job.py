@@ -1,0 +1,46 @@
+"""TfpipeJobOperator: one job command as a local subprocess (the `local` profile)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+from tfpipe_operators.hooks.job_command import JobCommandHook
+
+EXIT_SKIP = 99
+
+
+class TfpipeJobOperator(BaseOperator):  # type: ignore[misc]
+    """Run `<job_cli> <arguments...>` and return the job's result as XCom.
+
+    Exit code 99 marks the task skipped (the job decided there is nothing to do, e.g.
+    the gate refused the model); any other non-zero code fails it with the job's last
+    lines in the error.
+    """
+
+    template_fields: Sequence[str] = ("arguments", "env")
+    ui_color = "#ffd54f"
+
+    def __init__(self, *, job_cli: str, arguments: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job_cli = job_cli
+        self.arguments = arguments
+        self.env = env
+        self._hook: JobCommandHook | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self._hook = JobCommandHook()
+        run = self._hook.run([self.job_cli, *self.arguments], env=self.env)
+        if run.exit_code == EXIT_SKIP:
+            raise AirflowSkipException(str(run.result.get("skipped", "the job had nothing to do")))
+        if run.exit_code != 0:
+            last = "\n".join(run.tail[-12:])
+            raise AirflowException(f"job command failed with exit code {run.exit_code}; its last lines:\n{last}")
+        return run.result
+
+    def on_kill(self) -> None:
+        if self._hook is not None:
+            self._hook.kill()

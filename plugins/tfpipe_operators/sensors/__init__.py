@@ -1,0 +1,1 @@
+"""Sensors: wait for the warehouse before a run starts."""
