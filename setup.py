@@ -54,6 +54,7 @@ setup(
         "tfpipe_jobs.training": "training",
         "tfpipe_jobs.serving_export": "serving_export",
     },
+    package_data={"tfpipe_jobs": ["py.typed"], "tfpipe_operators": ["py.typed"]},
     install_requires=["pydantic>=2", "pyyaml", "sqlglot"],
     extras_require={"airflow": AIRFLOW, "jobs": JOBS},
     entry_points={

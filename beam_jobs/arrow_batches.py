@@ -27,7 +27,9 @@ def key_hash(batch: pa.RecordBatch, keys: list[str]) -> np.ndarray:
     """Stable 64-bit hash of the key columns of every row."""
     missing = [k for k in keys if k not in batch.schema.names]
     if missing:
-        raise SchemaMismatchError(f"key column(s) {', '.join(missing)} not in the query result ({', '.join(batch.schema.names)})")
+        raise SchemaMismatchError(
+            f"key column(s) {', '.join(missing)} not in the query result ({', '.join(batch.schema.names)})"
+        )
     frame = pd.DataFrame({k: batch.column(k).to_pandas().astype(str) for k in keys})
     return pd.util.hash_pandas_object(frame, index=False, hash_key=_HASH_KEY).to_numpy()
 
@@ -51,7 +53,11 @@ def _cast(column: pa.Array, raw_type: str, where: str) -> pa.Array:
             return pc.cast(column, pa.int64())
         if pa.types.is_floating(column.type):
             raise SchemaMismatchError(f"{where}: expected a categorical (string or integer) column, got {column.type}")
-        return pc.cast(column, pa.large_binary()) if pa.types.is_large_string(column.type) else pc.cast(pc.cast(column, pa.string()), pa.binary())
+        return (
+            pc.cast(column, pa.large_binary())
+            if pa.types.is_large_string(column.type)
+            else pc.cast(pc.cast(column, pa.string()), pa.binary())
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise SchemaMismatchError(f"{where}: cannot read {column.type} as {raw_type}: {exc}") from None
 

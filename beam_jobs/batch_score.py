@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
@@ -46,14 +46,23 @@ def prediction_fields(task: Task) -> list[pa.Field]:
 
 def score_schema(spec: PipelineSpec, key_schema: pa.Schema) -> pa.Schema:
     keys = [key_schema.field(k) for k in spec.scoring.keys]
-    return pa.schema([*keys, *prediction_fields(spec.label.task), pa.field("model_version", pa.string()),
-                      pa.field("ds", pa.date32()), pa.field("scored_at", pa.timestamp("us", tz="UTC"))])
+    return pa.schema(
+        [
+            *keys,
+            *prediction_fields(spec.label.task),
+            pa.field("model_version", pa.string()),
+            pa.field("ds", pa.date32()),
+            pa.field("scored_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
 
 
 class SavedModelHandler(ModelHandler[pa.RecordBatch, pa.Table, Any]):  # type: ignore[misc]
     """Runs our SavedModel's `predict_raw` signature on whole record batches."""
 
-    def __init__(self, saved_model_dir: str, spec: PipelineSpec, schema: pa.Schema, model_version: str, ds: Any) -> None:
+    def __init__(
+        self, saved_model_dir: str, spec: PipelineSpec, schema: pa.Schema, model_version: str, ds: Any
+    ) -> None:
         super().__init__()
         self._dir = saved_model_dir
         self._spec = spec
@@ -70,11 +79,13 @@ class SavedModelHandler(ModelHandler[pa.RecordBatch, pa.Table, Any]):  # type: i
         # Each element is already a large record batch: hand them over one at a time.
         return {"min_batch_size": 1, "max_batch_size": 1}
 
-    def run_inference(self, batch: Sequence[pa.RecordBatch], model: Any, inference_args: dict[str, Any] | None = None) -> Iterable[pa.Table]:
+    def run_inference(
+        self, batch: Sequence[pa.RecordBatch], model: Any, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[pa.Table]:
         import tensorflow as tf
 
         fn = model.signatures["predict_raw"]
-        scored_at = datetime.now(timezone.utc)
+        scored_at = datetime.now(UTC)
         for rb in batch:
             inputs = {k: tf.constant(v) for k, v in arrow_batches.model_inputs(self._spec, rb).items()}
             out = fn(**inputs)
@@ -103,14 +114,18 @@ class CountRows(beam.DoFn):  # type: ignore[misc]
 def duplicate_keys_sql(spec: PipelineSpec) -> str:
     keys = ", ".join(f"`{k}`" for k in spec.scoring.keys)
     body = spec.scoring_sql.strip().rstrip(";")
-    return (f"SELECT {keys}, COUNT(*) AS n FROM (\n{body}\n) AS scoring_rows "
-            f"GROUP BY {keys} HAVING COUNT(*) > 1 ORDER BY n DESC LIMIT 10")
+    return (
+        f"SELECT {keys}, COUNT(*) AS n FROM (\n{body}\n) AS scoring_rows "
+        f"GROUP BY {keys} HAVING COUNT(*) > 1 ORDER BY n DESC LIMIT 10"
+    )
 
 
 def check_unique_keys(ctx: JobContext) -> None:
     dupes = ctx.warehouse.table(duplicate_keys_sql(ctx.spec), ctx.query_params).to_pylist()
     if dupes:
-        shown = "; ".join(", ".join(f"{k}={row[k]!r}" for k in ctx.spec.scoring.keys) + f" ({row['n']} rows)" for row in dupes)
+        shown = "; ".join(
+            ", ".join(f"{k}={row[k]!r}" for k in ctx.spec.scoring.keys) + f" ({row['n']} rows)" for row in dupes
+        )
         raise DuplicateKeysError(
             f"{ctx.spec.path}: scoring query returns duplicate keys ({', '.join(ctx.spec.scoring.keys)}) for ds "
             f"{ctx.ds}: {shown}; the score table needs exactly one row per key"
@@ -133,11 +148,13 @@ def run(ctx: JobContext) -> dict[str, Any]:
         _ = (
             pipeline
             | "Start" >> beam.Create([None])
-            | "ReadWarehouse" >> beam.ParDo(ReadWarehouse(ctx.warehouse.url, spec.scoring_sql, ctx.query_params, cfg.score.batch_rows))
+            | "ReadWarehouse"
+            >> beam.ParDo(ReadWarehouse(ctx.warehouse.url, spec.scoring_sql, ctx.query_params, cfg.score.batch_rows))
             | "Reshuffle" >> beam.Reshuffle()
             | "Score" >> RunInference(handler)
             | "Count" >> beam.ParDo(CountRows())
-            | "Write" >> beam.io.WriteToParquetBatched(artifacts.join(out, "part"), schema=schema, file_name_suffix=".parquet")
+            | "Write"
+            >> beam.io.WriteToParquetBatched(artifacts.join(out, "part"), schema=schema, file_name_suffix=".parquet")
         )
         result = pipeline.run()
         result.wait_until_finish()

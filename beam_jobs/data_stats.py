@@ -40,7 +40,10 @@ def stats_sql(spec: PipelineSpec) -> str:
     if spec.label.task is Task.BINARY:
         parts.append(f"AVG(CAST({label} AS FLOAT64)) AS __label__mean")
     elif spec.label.task is Task.REGRESSION:
-        parts += [f"AVG(CAST({label} AS FLOAT64)) AS __label__mean", f"STDDEV(CAST({label} AS FLOAT64)) AS __label__std"]
+        parts += [
+            f"AVG(CAST({label} AS FLOAT64)) AS __label__mean",
+            f"STDDEV(CAST({label} AS FLOAT64)) AS __label__std",
+        ]
     else:
         parts.append(f"APPROX_COUNT_DISTINCT({label}) AS __label__distinct")
     body = spec.source_sql.strip().rstrip(";")

@@ -125,24 +125,31 @@ def run(ctx: JobContext) -> dict[str, Any]:
             splits = (
                 pipeline
                 | "Start" >> beam.Create([None])
-                | "ReadWarehouse" >> beam.ParDo(ReadWarehouse(ctx.warehouse.url, spec.source_sql, ctx.query_params, cfg.batch_rows))
+                | "ReadWarehouse"
+                >> beam.ParDo(ReadWarehouse(ctx.warehouse.url, spec.source_sql, ctx.query_params, cfg.batch_rows))
                 | "Reshuffle" >> beam.Reshuffle()
-                | "SplitBatch" >> beam.ParDo(SplitBatch(spec, cfg.eval_percent, cfg.sample_fraction)).with_outputs(
+                | "SplitBatch"
+                >> beam.ParDo(SplitBatch(spec, cfg.eval_percent, cfg.sample_fraction)).with_outputs(
                     SPLIT_TRAIN, SPLIT_EVAL, "eval_raw"
                 )
             )
-            (train, _), transform_fn = (splits[SPLIT_TRAIN], adapter_config) | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
+            (train, _), transform_fn = (
+                splits[SPLIT_TRAIN],
+                adapter_config,
+            ) | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
                 preprocessing.make_preprocessing_fn(spec), output_record_batches=True
             )
-            eval_data, _ = ((splits[SPLIT_EVAL], adapter_config), transform_fn) | "TransformEval" >> tft_beam.TransformDataset(
-                output_record_batches=True
-            )
+            eval_data, _ = (
+                (splits[SPLIT_EVAL], adapter_config),
+                transform_fn,
+            ) | "TransformEval" >> tft_beam.TransformDataset(output_record_batches=True)
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
             for name, data in ((SPLIT_TRAIN, train), (SPLIT_EVAL, eval_data)):
                 _ = (
                     data
                     | f"Encode{name}" >> beam.ParDo(EncodeExamples())
-                    | f"Write{name}" >> beam.io.WriteToTFRecord(
+                    | f"Write{name}"
+                    >> beam.io.WriteToTFRecord(
                         artifacts.join(out, name, "part"),
                         file_name_suffix=".tfrecord.gz",
                         compression_type=CompressionTypes.GZIP,
@@ -165,8 +172,13 @@ def run(ctx: JobContext) -> dict[str, Any]:
         stats["splits"] = counts
         stats["provenance"] = ctx.provenance()
         artifacts.write_json(artifacts.join(out, "stats.json"), stats)
-    log.info("extract_transform: %s rows read, %s train, %s eval -> %s", counts.get("rows_read"),
-             counts.get("train_rows"), counts.get("eval_rows"), ctx.paths.data)
+    log.info(
+        "extract_transform: %s rows read, %s train, %s eval -> %s",
+        counts.get("rows_read"),
+        counts.get("train_rows"),
+        counts.get("eval_rows"),
+        ctx.paths.data,
+    )
     return {"data": ctx.paths.data, **counts}
 
 

@@ -109,11 +109,15 @@ class ServingModule(tf.Module):  # type: ignore[misc]
 
 
 def save(module: ServingModule, path: str) -> None:
-    tf.saved_model.save(module, path, signatures={
-        "serving_default": module.serve_examples,
-        "predict_raw": module.serve_raw,
-        "transform_features": module.transform_examples,
-    })
+    tf.saved_model.save(
+        module,
+        path,
+        signatures={
+            "serving_default": module.serve_examples,
+            "predict_raw": module.serve_raw,
+            "transform_features": module.transform_examples,
+        },
+    )
 
 
 def read_eval_raw(data_dir: str, max_rows: int | None = None) -> Any:
@@ -131,8 +135,11 @@ def reference_predictions(spec: PipelineSpec, model: Any, tft_output: tft.TFTran
 
     names = [f.name for f in spec.features]
     schema = tfxio_schema(spec)
-    adapter = tensor_adapter.TensorAdapter(tensor_adapter.TensorAdapterConfig(
-        schema.remove(schema.get_field_index(LABEL_KEY)), preprocessing.tensor_representations(names)))
+    adapter = tensor_adapter.TensorAdapter(
+        tensor_adapter.TensorAdapterConfig(
+            schema.remove(schema.get_field_index(LABEL_KEY)), preprocessing.tensor_representations(names)
+        )
+    )
     layer = tft_output.transform_features_layer()
     out = []
     for batch in table.to_batches(max_chunksize=4096):
@@ -169,8 +176,13 @@ def run(ctx: JobContext) -> dict[str, Any]:
         exported = exported_predictions(tf.saved_model.load(path), ctx.spec, table)
         reference = reference.reshape(exported.shape)
         max_diff = float(np.max(np.abs(reference - exported))) if table.num_rows else 0.0
-        report = {"rows_compared": table.num_rows, "max_abs_diff": max_diff, "tolerance": TOLERANCE,
-                  "equal": max_diff <= TOLERANCE, **ctx.provenance()}
+        report = {
+            "rows_compared": table.num_rows,
+            "max_abs_diff": max_diff,
+            "tolerance": TOLERANCE,
+            "equal": max_diff <= TOLERANCE,
+            **ctx.provenance(),
+        }
         artifacts.write_json(artifacts.join(out, "equivalence.json"), report)
         if max_diff > TOLERANCE:
             raise ExportMismatchError(

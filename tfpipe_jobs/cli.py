@@ -158,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--warehouse", required=True, help="duckdb:///path.duckdb or bigquery://project/dataset")
         p.add_argument("--runner", default="DirectRunner", help="Beam runner (DirectRunner locally)")
         p.add_argument("--variant", default="", help="a variant named in the spec")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. train.epochs=5")
+        p.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. train.epochs=5"
+        )
         p.add_argument("--run-params", default="", help="JSON of the Airflow run's params (variant, overridable keys)")
         p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline option")
         p.set_defaults(fn=fn)

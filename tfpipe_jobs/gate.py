@@ -25,7 +25,9 @@ BLESSED = "blessed"
 REFUSED = "refused"
 
 
-def baseline_predictions(task: Task, train_labels_mean: float, labels: np.ndarray, num_classes: int | None) -> np.ndarray:
+def baseline_predictions(
+    task: Task, train_labels_mean: float, labels: np.ndarray, num_classes: int | None
+) -> np.ndarray:
     """Label mean (binary, regression) or class frequencies (multiclass), for every row."""
     n = labels.shape[0]
     if task is Task.MULTICLASS:
@@ -35,7 +37,9 @@ def baseline_predictions(task: Task, train_labels_mean: float, labels: np.ndarra
     return np.full(n, train_labels_mean, dtype=np.float64)
 
 
-def decide(cfg: GateConfig, new: dict[str, float], baseline: dict[str, float], blessed: dict[str, float] | None) -> tuple[bool, list[str]]:
+def decide(
+    cfg: GateConfig, new: dict[str, float], baseline: dict[str, float], blessed: dict[str, float] | None
+) -> tuple[bool, list[str]]:
     """Apply the gate's rules; return the verdict and one line per rule with its numbers."""
     m = cfg.metric
     sign = -1.0 if m in LOWER_IS_BETTER else 1.0
@@ -44,8 +48,10 @@ def decide(cfg: GateConfig, new: dict[str, float], baseline: dict[str, float], b
     lift = sign * (new[m] - baseline[m])
     passed = lift >= cfg.min_lift_over_baseline
     ok &= passed
-    reasons.append(f"{'PASS' if passed else 'FAIL'} lift over baseline: {m} {new[m]:.5f} vs {baseline[m]:.5f} "
-                   f"(lift {lift:+.5f}, required >= {cfg.min_lift_over_baseline})")
+    reasons.append(
+        f"{'PASS' if passed else 'FAIL'} lift over baseline: {m} {new[m]:.5f} vs {baseline[m]:.5f} "
+        f"(lift {lift:+.5f}, required >= {cfg.min_lift_over_baseline})"
+    )
     if cfg.min_value is not None:
         passed = sign * new[m] >= sign * cfg.min_value
         ok &= passed
@@ -57,8 +63,10 @@ def decide(cfg: GateConfig, new: dict[str, float], baseline: dict[str, float], b
         change = sign * (new[m] - blessed[m])
         passed = change >= -cfg.max_regression
         ok &= passed
-        reasons.append(f"{'PASS' if passed else 'FAIL'} vs blessed: {m} {new[m]:.5f} vs {blessed[m]:.5f} "
-                       f"(change {change:+.5f}, allowed regression {cfg.max_regression})")
+        reasons.append(
+            f"{'PASS' if passed else 'FAIL'} vs blessed: {m} {new[m]:.5f} vs {blessed[m]:.5f} "
+            f"(change {change:+.5f}, allowed regression {cfg.max_regression})"
+        )
     return ok, reasons
 
 
@@ -79,7 +87,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
     label_mean = float(stats["columns"]["__label"].get("mean") or 0.0)
     results: dict[str, Any] = {
         "new": metrics.task_metrics(task, labels, new_pred),
-        "baseline": metrics.task_metrics(task, labels, baseline_predictions(spec.label.task, label_mean, labels, spec.label.num_classes)),
+        "baseline": metrics.task_metrics(
+            task, labels, baseline_predictions(spec.label.task, label_mean, labels, spec.label.num_classes)
+        ),
     }
     current = registry.read_blessed(ctx.paths)
     blessed_metrics = None
@@ -105,5 +115,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
     for line in reasons:
         log.info("gate: %s", line)
     log.info("gate: verdict %s for %s %s", verdict.upper(), spec.pipeline, ctx.ds)
-    return {"verdict": verdict, "blessed": ok, "metric": ctx.config.gate.metric, "new": results["new"],
-            "rules": reasons}
+    return {
+        "verdict": verdict,
+        "blessed": ok,
+        "metric": ctx.config.gate.metric,
+        "new": results["new"],
+        "rules": reasons,
+    }

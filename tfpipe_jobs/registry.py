@@ -7,7 +7,7 @@ never replaces one blessed from a newer `ds`.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tfpipe_jobs import artifacts
@@ -56,10 +56,14 @@ def publish(ctx: JobContext) -> dict[str, Any]:
         "serving": ctx.paths.serving,
         "metrics": evaluation["metrics"]["new"],
         "config_hash": evaluation["config_hash"],
-        "blessed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "blessed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     entry["model_version"] = model_version(entry)
     artifacts.atomic_write_json(ctx.paths.blessed_file, entry)
-    log.info("registry: %s is now the blessed model of %s (was %s)", entry["model_version"], ctx.spec.pipeline,
-             model_version(current) if current else "none")
+    log.info(
+        "registry: %s is now the blessed model of %s (was %s)",
+        entry["model_version"],
+        ctx.spec.pipeline,
+        model_version(current) if current else "none",
+    )
     return entry

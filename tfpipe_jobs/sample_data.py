@@ -84,8 +84,9 @@ def population_for(rows_per_day: int, seed: int) -> Population:
     return Population.build(n_users, n_items, seed)
 
 
-def _true_ctr(pop: Population, users: np.ndarray, items: np.ndarray, device: np.ndarray,
-              hour: np.ndarray, position: np.ndarray) -> np.ndarray:
+def _true_ctr(
+    pop: Population, users: np.ndarray, items: np.ndarray, device: np.ndarray, hour: np.ndarray, position: np.ndarray
+) -> np.ndarray:
     cat = pop.item_category[items]
     age = np.nan_to_num(pop.user_age[users], nan=38.0)
     logit = (
@@ -159,8 +160,9 @@ def candidates_for_day(pop: Population, day: date, rows: int, seed: int) -> pa.T
     return pa.table(cols)
 
 
-def generate(warehouse: str | Path, end_date: date, days: int, rows_per_day: int,
-             candidates_per_day: int, seed: int = 7) -> dict[str, int]:
+def generate(
+    warehouse: str | Path, end_date: date, days: int, rows_per_day: int, candidates_per_day: int, seed: int = 7
+) -> dict[str, int]:
     """(Re)write `days` days ending at `end_date` into the DuckDB warehouse; return row counts."""
     import duckdb
 

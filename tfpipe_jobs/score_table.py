@@ -35,12 +35,25 @@ def publish(ctx: JobContext) -> dict[str, Any]:
     else:
         written = _publish_bigquery(ctx, scores_dir)
     if written != summary["rows"]:
-        raise PartitionCountError(f"partition ds={ctx.ds} of {ctx.spec.scoring.table} holds {written} rows, "
-                                  f"batch_score wrote {summary['rows']}")
-    log.info("publish_scores: %d rows written to %s, partition ds=%s (model %s); analysts: SELECT * FROM %s",
-             written, ctx.spec.scoring.table, ctx.ds, summary["model_version"], latest_view(ctx.spec.pipeline))
-    return {"table": ctx.spec.scoring.table, "ds": ctx.ds.isoformat(), "rows": written,
-            "view": latest_view(ctx.spec.pipeline), "model_version": summary["model_version"]}
+        raise PartitionCountError(
+            f"partition ds={ctx.ds} of {ctx.spec.scoring.table} holds {written} rows, "
+            f"batch_score wrote {summary['rows']}"
+        )
+    log.info(
+        "publish_scores: %d rows written to %s, partition ds=%s (model %s); analysts: SELECT * FROM %s",
+        written,
+        ctx.spec.scoring.table,
+        ctx.ds,
+        summary["model_version"],
+        latest_view(ctx.spec.pipeline),
+    )
+    return {
+        "table": ctx.spec.scoring.table,
+        "ds": ctx.ds.isoformat(),
+        "rows": written,
+        "view": latest_view(ctx.spec.pipeline),
+        "model_version": summary["model_version"],
+    }
 
 
 def _publish_duckdb(ctx: JobContext, files: list[str]) -> int:

@@ -77,7 +77,7 @@ class Warehouse:
         if self.kind == "duckdb":
             con = self.connect_duckdb(read_only=True)
             try:
-                return con.execute(to_duckdb(empty), bound).to_arrow_reader(1).schema
+                return con.sql(to_duckdb(empty), params=bound).to_arrow_reader(1).schema
             finally:
                 con.close()
         client, job_config = self._bigquery_client(bound)
@@ -104,26 +104,29 @@ class Warehouse:
                 log.info("warehouse %s is locked by another process; waiting", self.duckdb_path)
                 time.sleep(0.5)
 
-    def _duckdb_batches(self, bigquery_sql: str, params: Mapping[str, Any], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def _duckdb_batches(
+        self, bigquery_sql: str, params: Mapping[str, Any], batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
         import duckdb
 
         sql = to_duckdb(bigquery_sql)
         con = self.connect_duckdb(read_only=True)
         try:
             try:
-                reader = con.execute(sql, dict(params)).to_arrow_reader(batch_rows)
+                reader = con.sql(sql, params=dict(params)).to_arrow_reader(batch_rows)
             except duckdb.Error as exc:
                 raise WarehouseError(f"query failed on DuckDB ({self.duckdb_path}): {exc}\nSQL: {sql}") from exc
             yield from reader
         finally:
             con.close()
 
-    def _bigquery_batches(self, bigquery_sql: str, params: Mapping[str, Any], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def _bigquery_batches(
+        self, bigquery_sql: str, params: Mapping[str, Any], batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
         client, job_config = self._bigquery_client(params)
         rows = client.query(bigquery_sql, job_config=job_config).result(page_size=batch_rows)
         for batch in rows.to_arrow_iterable():
             yield from batch.to_batches(max_chunksize=batch_rows) if isinstance(batch, pa.Table) else [batch]
-
 
     def _bigquery_client(self, params: Mapping[str, Any]) -> tuple[Any, Any]:
         from google.cloud import bigquery

@@ -124,10 +124,16 @@ def head(task: Task, num_classes: int | None, x: Any) -> Any:
 
 def loss_and_metrics(task: Task) -> tuple[Any, list[Any]]:
     if task is Task.BINARY:
-        return keras.losses.BinaryCrossentropy(), [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
+        return keras.losses.BinaryCrossentropy(), [
+            keras.metrics.AUC(name="auc"),
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+        ]
     if task is Task.MULTICLASS:
         return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    return keras.losses.MeanSquaredError(), [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
+    return keras.losses.MeanSquaredError(), [
+        keras.metrics.RootMeanSquaredError(name="rmse"),
+        keras.metrics.MeanAbsoluteError(name="mae"),
+    ]
 
 
 def build(

@@ -51,8 +51,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
     feature_spec = tft_output.transformed_feature_spec()
     cards = cardinalities(ctx, tft_output)
     train_ds = input_pipeline.dataset(
-        input_pipeline.files(data_dir, SPLIT_TRAIN), feature_spec, cfg.batch_size, shuffle=True,
-        seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
+        input_pipeline.files(data_dir, SPLIT_TRAIN),
+        feature_spec,
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        shuffle_buffer=cfg.shuffle_buffer,
     )
     eval_ds = input_pipeline.dataset(
         input_pipeline.files(data_dir, SPLIT_EVAL), feature_spec, cfg.batch_size, shuffle=False, seed=cfg.seed
@@ -70,9 +74,14 @@ def run(ctx: JobContext) -> dict[str, Any]:
         ]
         history = model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
         model.save(artifacts.join(out, "keras_model"), include_optimizer=False)
-        artifacts.write_json(artifacts.join(out, "config.json"), {
-            **ctx.provenance(), "config": ctx.config.flat(), "cardinalities": cards,
-        })
+        artifacts.write_json(
+            artifacts.join(out, "config.json"),
+            {
+                **ctx.provenance(),
+                "config": ctx.config.flat(),
+                "cardinalities": cards,
+            },
+        )
         artifacts.write_json(artifacts.join(out, "dataset.json"), dataset_metadata(ctx, cards))
         plot_curves(metrics_csv, artifacts.join(out, "curves.png"))
     if tf.io.gfile.exists(checkpoint_dir):
@@ -105,7 +114,7 @@ def plot_curves(metrics_csv: str, png_path: str) -> None:
     epochs = [int(r["epoch"]) + 1 for r in rows]
     names = [k for k in rows[0] if k != "epoch" and not k.startswith("val_")]
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=True):
         ax.plot(epochs, [float(r[name]) for r in rows], marker="o", label="train")
         if f"val_{name}" in rows[0]:
             ax.plot(epochs, [float(r[f"val_{name}"]) for r in rows], marker="o", label="eval")

@@ -10,10 +10,11 @@ profiles. Nothing here imports TensorFlow, tf.Transform or Beam.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,15 +100,28 @@ def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
 
 def _job_arguments(step: str, spec_path: str, profile: Profile) -> list[str]:
     args = [
-        STEPS[step], "--spec", spec_path, "--ds", DS,
-        "--artifact-root", profile.artifact_root, "--warehouse", profile.warehouse,
-        "--runner", profile.beam_runner, "--run-params", RUN_PARAMS,
+        STEPS[step],
+        "--spec",
+        spec_path,
+        "--ds",
+        DS,
+        "--artifact-root",
+        profile.artifact_root,
+        "--warehouse",
+        profile.warehouse,
+        "--runner",
+        profile.beam_runner,
+        "--run-params",
+        RUN_PARAMS,
     ]
     if not profile.is_local and step in ("extract_transform", "batch_score"):
-        for opt in (f"--project={profile.gcp_project}", f"--region={profile.gcp_region}",
-                    f"--sdk_container_image={profile.job_image}",
-                    f"--service_account_email={profile.k8s_service_account}@{profile.gcp_project}.iam.gserviceaccount.com",
-                    f"--temp_location={profile.temp_location or profile.artifact_root + '/tmp'}"):
+        for opt in (
+            f"--project={profile.gcp_project}",
+            f"--region={profile.gcp_region}",
+            f"--sdk_container_image={profile.job_image}",
+            f"--service_account_email={profile.k8s_service_account}@{profile.gcp_project}.iam.gserviceaccount.com",
+            f"--temp_location={profile.temp_location or profile.artifact_root + '/tmp'}",
+        ):
             args += ["--beam-arg", opt]
     return args
 
@@ -119,21 +133,33 @@ def _job_spec_path(spec: PipelineSpec, profile: Profile) -> str:
 
 
 def _wait_for_source(spec: PipelineSpec, profile: Profile) -> BaseOperator:
-    common: dict[str, Any] = {"task_id": "wait_for_source", "mode": "reschedule", "timeout": 12 * 3600,
-                              "doc_md": f"Waits for `{spec.source.table}` to have rows for `ds`."}
+    common: dict[str, Any] = {
+        "task_id": "wait_for_source",
+        "mode": "reschedule",
+        "timeout": 12 * 3600,
+        "doc_md": f"Waits for `{spec.source.table}` to have rows for `ds`.",
+    }
     if profile.is_local:
         from tfpipe_operators.sensors.partition import WarehousePartitionSensor
 
         return WarehousePartitionSensor(
-            warehouse=profile.warehouse, table=spec.source.table, partition_column=spec.source.partition_column,
-            ds=DS, poke_interval=30, **common,
+            warehouse=profile.warehouse,
+            table=spec.source.table,
+            partition_column=spec.source.partition_column,
+            ds=DS,
+            poke_interval=30,
+            **common,
         )
     from airflow.providers.google.cloud.sensors.bigquery import BigQueryTablePartitionExistenceSensor
 
     project, _, dataset = profile.warehouse.removeprefix("bigquery://").partition("/")
     return BigQueryTablePartitionExistenceSensor(
-        project_id=project, dataset_id=dataset, table_id=spec.source.table, partition_id="{{ ds_nodash }}",
-        poke_interval=300, **common,
+        project_id=project,
+        dataset_id=dataset,
+        table_id=spec.source.table,
+        partition_id="{{ ds_nodash }}",
+        poke_interval=300,
+        **common,
     )
 
 
@@ -156,7 +182,7 @@ def _step(step: str, spec: PipelineSpec, profile: Profile, gpus: int) -> BaseOpe
 def build_dag(spec: PipelineSpec, profile: Profile) -> DAG:
     config = resolve_config(spec, environ={})
     cron = CRON_PRESETS.get(spec.schedule, spec.schedule)
-    start = datetime.combine(spec.start_date, datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(spec.start_date, datetime.min.time(), tzinfo=UTC)
     dag = DAG(
         dag_id=spec.dag_id,
         description=spec.description.strip().splitlines()[0] if spec.description.strip() else None,
@@ -178,7 +204,7 @@ def build_dag(spec: PipelineSpec, profile: Profile) -> DAG:
     with dag:
         tasks = [_wait_for_source(spec, profile)]
         tasks += [_step(step, spec, profile, config.train.gpus) for step in STEPS]
-        for upstream, downstream in zip(tasks, tasks[1:]):
+        for upstream, downstream in itertools.pairwise(tasks):
             upstream >> downstream
     return dag
 

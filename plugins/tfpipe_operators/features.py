@@ -7,7 +7,7 @@ so the three can never drift apart. Pure Python: the Airflow side imports it too
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,7 +18,7 @@ SPLIT_TRAIN = "train"
 SPLIT_EVAL = "eval"
 
 
-class FeatureKind(str, Enum):
+class FeatureKind(StrEnum):
     """How a raw column becomes model input."""
 
     NUMERIC = "numeric"  # z-score, missing values filled with the mean
@@ -27,7 +27,7 @@ class FeatureKind(str, Enum):
     HASHED = "hashed"  # hash buckets -> embedding
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     BINARY = "binary"
     MULTICLASS = "multiclass"
     REGRESSION = "regression"

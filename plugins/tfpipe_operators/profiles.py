@@ -67,14 +67,15 @@ def load_profile(environ: Mapping[str, str] | None = None) -> Profile:
     env = os.environ if environ is None else environ
     values = {field: env[var] for var, field in _ENV.items() if env.get(var)}
     try:
-        profile = Profile(**values)
+        profile = Profile.model_validate(values)
     except ValidationError as exc:
         names = {v: k for k, v in _ENV.items()}
         msgs = [f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
         raise ProfileError("invalid tfpipe profile settings: " + "; ".join(msgs)) from None
     if profile.name == "gcp":
-        missing = [var for var, field in _ENV.items()
-                   if field in ("gcp_project", "job_image") and not getattr(profile, field)]
+        missing = [
+            var for var, field in _ENV.items() if field in ("gcp_project", "job_image") and not getattr(profile, field)
+        ]
         if not profile.artifact_root.startswith("gs://"):
             missing.append("TFPIPE_ARTIFACT_ROOT (a gs:// prefix)")
         if not profile.warehouse.startswith("bigquery://"):

@@ -14,11 +14,19 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Daily TensorFlow pipelines from one spec: extract, train, export, gate, score.",
         "versions": [__version__],
         "operators": [
-            {"integration-name": "tfpipe", "python-modules": ["tfpipe_operators.operators.job", "tfpipe_operators.operators.pod"]}
+            {
+                "integration-name": "tfpipe",
+                "python-modules": ["tfpipe_operators.operators.job", "tfpipe_operators.operators.pod"],
+            }
         ],
         "sensors": [{"integration-name": "tfpipe", "python-modules": ["tfpipe_operators.sensors.partition"]}],
         "hooks": [
-            {"integration-name": "tfpipe", "python-modules": ["tfpipe_operators.hooks.job_command", "tfpipe_operators.hooks.duckdb_warehouse"]}
+            {
+                "integration-name": "tfpipe",
+                "python-modules": ["tfpipe_operators.hooks.job_command", "tfpipe_operators.hooks.duckdb_warehouse"],
+            }
         ],
-        "integrations": [{"integration-name": "tfpipe", "external-doc-url": "https://pypi.org/project/tfpipe/", "tags": ["software"]}],
+        "integrations": [
+            {"integration-name": "tfpipe", "external-doc-url": "https://pypi.org/project/tfpipe/", "tags": ["software"]}
+        ],
     }

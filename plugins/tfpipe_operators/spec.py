@@ -185,12 +185,8 @@ def load_spec(path: str | Path) -> PipelineSpec:
     spec.path = path
     spec.source_sql = _read_sql(path, "source.sql", spec.source.sql)
     spec.scoring_sql = _read_sql(path, "scoring.sql", spec.scoring.sql)
-    # Validate every level of config now, so a bad default/variant fails at parse time.
-    for name, stage in STAGES.items():
-        try:
-            stage.model_validate(getattr(spec, name))
-        except ValidationError as exc:
-            raise _format_errors(str(path), exc, prefix=f"{name}.") from None
+    # Validate every level of config now, so a bad default or variant fails at parse time.
+    resolve_config(spec, environ={})
     for variant in spec.variants:
         try:
             resolve_config(spec, variant=variant, environ={})
@@ -242,7 +238,9 @@ _KEY = re.compile(r"^([a-z]+)\.([a-z_][a-z0-9_]*)$")
 def _split_key(key: str, where: str) -> tuple[str, str]:
     match = _KEY.match(key)
     if not match or match.group(1) not in STAGES:
-        raise SpecError(f"{where}: '{key}' is not a config key; use <stage>.<name> with stage one of {', '.join(STAGES)}")
+        raise SpecError(
+            f"{where}: '{key}' is not a config key; use <stage>.<name> with stage one of {', '.join(STAGES)}"
+        )
     stage, name = match.groups()
     if name not in STAGES[stage].model_fields:
         known = ", ".join(sorted(STAGES[stage].model_fields))

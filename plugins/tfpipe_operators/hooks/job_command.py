@@ -40,7 +40,11 @@ class JobCommandHook(BaseHook):  # type: ignore[misc]
         full_env = {**os.environ, **(env or {})}
         try:
             self._process = subprocess.Popen(
-                list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
+                list(argv),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=full_env,
                 start_new_session=True,  # its own process group, so on_kill stops Beam workers too
             )
         except FileNotFoundError:
@@ -53,7 +57,7 @@ class JobCommandHook(BaseHook):  # type: ignore[misc]
         for raw in self._process.stdout:
             line = raw.rstrip("\n")
             if line.startswith(RESULT_PREFIX):
-                result = json.loads(line[len(RESULT_PREFIX):])
+                result = json.loads(line[len(RESULT_PREFIX) :])
                 continue
             tail.append(line)
             self.log.info("%s", line)

@@ -26,7 +26,9 @@ RESOURCES = {
 }
 
 
-def job_pod(spec: PipelineSpec, profile: Profile, step: str, arguments: list[str], gpus: int, **kwargs: Any) -> KubernetesPodOperator:
+def job_pod(
+    spec: PipelineSpec, profile: Profile, step: str, arguments: list[str], gpus: int, **kwargs: Any
+) -> KubernetesPodOperator:
     cpu, memory = RESOURCES.get(step, ("1", "4Gi"))
     limits = {"memory": memory}
     node_selector: dict[str, str] = {}
@@ -48,7 +50,9 @@ def job_pod(spec: PipelineSpec, profile: Profile, step: str, arguments: list[str
         container_resources=k8s.V1ResourceRequirements(requests={"cpu": cpu, "memory": memory}, limits=limits),
         node_selector=node_selector or None,
         tolerations=tolerations or None,
-        security_context=k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=JOB_USER, run_as_group=JOB_USER, fs_group=JOB_USER),
+        security_context=k8s.V1PodSecurityContext(
+            run_as_non_root=True, run_as_user=JOB_USER, run_as_group=JOB_USER, fs_group=JOB_USER
+        ),
         container_security_context={"allowPrivilegeEscalation": False, "runAsNonRoot": True},
         kubernetes_conn_id=profile.kubernetes_conn_id,
         get_logs=True,

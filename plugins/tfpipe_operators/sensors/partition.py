@@ -22,6 +22,8 @@ class WarehousePartitionSensor(BaseSensorOperator):  # type: ignore[misc]
         self.ds = ds
 
     def poke(self, context: Context) -> bool:
-        rows = DuckDBWarehouseHook(self.warehouse).partition_rows(self.table, self.partition_column, date.fromisoformat(self.ds))
+        rows = DuckDBWarehouseHook(self.warehouse).partition_rows(
+            self.table, self.partition_column, date.fromisoformat(self.ds)
+        )
         self.log.info("%s.%s = %s: %d rows", self.table, self.partition_column, self.ds, rows)
         return rows > 0

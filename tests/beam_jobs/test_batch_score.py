@@ -1,0 +1,75 @@
+"""batch_score + publish_scores: the score table checked row by row against the scoring query."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfpipe_jobs.beam_jobs.arrow_batches import model_inputs
+from tfpipe_jobs.beam_jobs.batch_score import DuplicateKeysError
+from tfpipe_jobs.registry import NoBlessedModelError
+from tfpipe_jobs.warehouse import Warehouse
+from tfpipe_operators.spec import load_spec
+
+DS = date(2026, 11, 21)
+
+
+def _partition(ctr_run) -> dict:
+    with ctr_run.duckdb() as con:
+        return con.execute("SELECT * FROM ctr_scores WHERE ds = $ds ORDER BY user_id, item_id", {"ds": DS}).fetchnumpy()
+
+
+def test_one_row_per_scoring_key_with_the_models_prediction(ctr_run) -> None:
+    spec = load_spec(ctr_run.spec)
+    scoring = (
+        Warehouse(ctr_run.warehouse)
+        .table(spec.scoring_sql, {"ds": DS})
+        .sort_by([("user_id", "ascending"), ("item_id", "ascending")])
+    )
+    table = _partition(ctr_run)
+    assert len(table["user_id"]) == scoring.num_rows == 500
+    assert list(table["user_id"]) == scoring.column("user_id").to_pylist()
+    assert list(table["item_id"]) == scoring.column("item_id").to_pylist()
+    # every prediction is what the blessed SavedModel says for that row
+    model = tf.saved_model.load(str(ctr_run.day() / "serving" / "saved_model"))
+    inputs = {k: tf.constant(v) for k, v in model_inputs(spec, scoring).items()}
+    expected = model.signatures["predict_raw"](**inputs)["probability"].numpy()
+    np.testing.assert_allclose(table["probability"], expected, atol=1e-6)
+    assert set(table["model_version"]) == {ctr_run.results["publish-model"]["model_version"]}
+    assert ctr_run.results["score"]["rows"] == ctr_run.results["publish-scores"]["rows"] == 500
+
+
+def test_rerun_replaces_the_partition(ctr_run) -> None:
+    first = _partition(ctr_run)
+    assert ctr_run.run("score")["exit_code"] == 0
+    assert ctr_run.run("publish-scores")["exit_code"] == 0
+    again = _partition(ctr_run)
+    assert len(again["user_id"]) == len(first["user_id"]) == 500
+    assert list(again["user_id"]) == list(first["user_id"])
+    assert (again["scored_at"] > first["scored_at"]).all()
+    with ctr_run.duckdb() as con:
+        assert con.execute("SELECT count(*) FROM ctr_scores").fetchone()[0] == 500
+        assert con.execute("SELECT DISTINCT ds FROM ctr_scores_latest").fetchall() == [(DS,)]
+
+
+def test_duplicate_keys_are_named(ctr_run, spec_dir: Path) -> None:
+    sql = (
+        (spec_dir / "score.sql")
+        .read_text()
+        .replace("FROM candidates\nWHERE event_date = @ds", "FROM events\nWHERE event_date = @ds")
+    )
+    (spec_dir / "score.sql").write_text(sql)
+    with pytest.raises(
+        DuplicateKeysError,
+        match=r"duplicate keys \(user_id, item_id\) for ds 2026-11-21: user_id='u\d+', item_id='i\d+' \(\d+ rows\)",
+    ):
+        ctr_run.run("score", spec=str(spec_dir / "pipeline.yaml"))
+
+
+def test_no_blessed_model_is_a_clear_error(ctr_warehouse, tmp_path: Path) -> None:
+    with pytest.raises(NoBlessedModelError, match="no blessed model for pipeline 'ctr'"):
+        ctr_warehouse.run("score", artifacts=str(tmp_path / "empty"))

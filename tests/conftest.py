@@ -1,0 +1,126 @@
+"""Shared test setup: an isolated AIRFLOW_HOME and the paths of the two environments."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS_DIR = REPO / "dags" / "pipelines"
+CTR_SPEC = SPECS_DIR / "ctr" / "pipeline.yaml"
+
+# Before anything imports Airflow: never touch ~/airflow, never load the examples.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="tfpipe-airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def ctr_spec_path() -> Path:
+    return CTR_SPEC
+
+
+@pytest.fixture
+def spec_dir(tmp_path: Path):
+    """A copy of the ctr spec folder that a test may edit; returns a writer for pipeline.yaml."""
+    import shutil
+
+    target = tmp_path / "pipelines" / "ctr"
+    shutil.copytree(CTR_SPEC.parent, target)
+    return target
+
+
+# --- jobs environment: one real small run of every step, shared by the job tests ----------
+
+DS = "2026-11-21"
+ROWS_PER_DAY = 2000
+CANDIDATES = 500
+
+
+class CtrRun:
+    """A warehouse with sample data and the artifacts of one real run of every step."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.warehouse = f"duckdb://{root / 'warehouse.duckdb'}"
+        self.artifacts = str(root / "artifacts")
+        self.spec = str(CTR_SPEC)
+        self.results: dict[str, dict] = {}
+
+    def args(
+        self, step: str, ds: str = DS, spec: str | None = None, *extra: str, artifacts: str | None = None
+    ) -> list[str]:
+        return [
+            step,
+            "--spec",
+            spec or self.spec,
+            "--ds",
+            ds,
+            "--artifact-root",
+            artifacts or self.artifacts,
+            "--warehouse",
+            self.warehouse,
+            *extra,
+        ]
+
+    def run(self, step: str, *extra: str, ds: str = DS, spec: str | None = None, artifacts: str | None = None) -> dict:
+        """Run one job command in this process; return its result (what XCom would get)."""
+        import contextlib
+        import io
+        import json
+
+        from tfpipe_jobs import cli
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = cli.main(self.args(step, ds, spec, *extra, artifacts=artifacts))
+        line = [x for x in out.getvalue().splitlines() if x.startswith(cli.RESULT_PREFIX)][-1]
+        result = json.loads(line[len(cli.RESULT_PREFIX) :])
+        result["exit_code"] = code
+        return result
+
+    def day(self, ds: str = DS) -> Path:
+        return Path(self.artifacts) / "ctr" / ds
+
+    def duckdb(self, read_only: bool = True):
+        import duckdb
+
+        return duckdb.connect(self.warehouse.removeprefix("duckdb://"), read_only=read_only)
+
+
+@pytest.fixture(scope="session")
+def ctr_warehouse(tmp_path_factory: pytest.TempPathFactory) -> CtrRun:
+    """Sample data only: 3 days of events up to DS (lookback 2 days reads all of them)."""
+    from datetime import date
+
+    from tfpipe_jobs import sample_data
+
+    run = CtrRun(tmp_path_factory.mktemp("ctr"))
+    sample_data.generate(
+        run.warehouse.removeprefix("duckdb://"),
+        date.fromisoformat(DS),
+        days=3,
+        rows_per_day=ROWS_PER_DAY,
+        candidates_per_day=CANDIDATES,
+        seed=7,
+    )
+    return run
+
+
+@pytest.fixture(scope="session")
+def ctr_run(ctr_warehouse: CtrRun) -> CtrRun:
+    """Every step of the daily chain, run for real on the sample warehouse, in DAG order."""
+    run = ctr_warehouse
+    for step in ("extract", "train", "export", "evaluate", "publish-model", "score", "publish-scores"):
+        run.results[step] = run.run(step)
+        assert run.results[step]["exit_code"] == 0, (step, run.results[step])
+    return run

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tfpipe_operators.dag_factory import STEPS, build_dag, build_dags, run_params, trigger_params
+from tfpipe_operators.profiles import Profile, ProfileError, load_profile
+from tfpipe_operators.spec import SpecError, load_spec
+
+CHAIN = ["wait_for_source", *STEPS]
+GCP_ENV = {
+    "TFPIPE_PROFILE": "gcp",
+    "TFPIPE_GCP_PROJECT": "acme-ml",
+    "TFPIPE_JOB_IMAGE": "europe-docker.pkg.dev/acme-ml/tfpipe/jobs-gpu:0.1.0",
+    "TFPIPE_ARTIFACT_ROOT": "gs://acme-ml-tfpipe/artifacts",
+    "TFPIPE_WAREHOUSE": "bigquery://acme-ml/analytics",
+    "TFPIPE_JOB_SPECS_DIR": "/opt/tfpipe/pipelines",
+}
+
+
+def _chain(dag) -> list[str]:
+    order, task = [], dag.get_task("wait_for_source")
+    while task is not None:
+        order.append(task.task_id)
+        downstream = list(task.downstream_list)
+        assert len(downstream) <= 1, f"{task.task_id} fans out to {[t.task_id for t in downstream]}"
+        task = downstream[0] if downstream else None
+    return order
+
+
+def test_local_dag_has_the_design_chain(ctr_spec_path: Path) -> None:
+    dag = build_dag(load_spec(ctr_spec_path), Profile())
+    assert dag.dag_id == "ctr_daily"
+    assert _chain(dag) == CHAIN
+    assert dag.max_active_runs == 2
+    assert dag.catchup is False
+    assert dag.get_task("batch_score").trigger_rule == "none_failed"
+    assert {type(t).__name__ for t in dag.tasks if t.task_id != "wait_for_source"} == {"TfpipeJobOperator"}
+    train = dag.get_task("train")
+    assert train.retries == 1
+    assert train.arguments[:2] == ["train", "--spec"]
+    assert "{{ ds" in " ".join(train.arguments)  # ds templated into every step
+
+
+def test_every_step_gets_ds_and_the_run_params(ctr_spec_path: Path) -> None:
+    dag = build_dag(load_spec(ctr_spec_path), Profile())
+    for step in STEPS:
+        args = dag.get_task(step).arguments
+        assert args[args.index("--ds") + 1].startswith("{{ ds")
+        assert "--run-params" in args
+
+
+def test_schedule_is_daily_with_data_intervals(ctr_spec_path: Path) -> None:
+    dag = build_dag(load_spec(ctr_spec_path), Profile())
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert dag.timetable.summary == "0 0 * * *"
+
+
+def test_trigger_params_follow_the_spec(ctr_spec_path: Path) -> None:
+    params = trigger_params(load_spec(ctr_spec_path))
+    assert set(params) == {
+        "variant",
+        "extract_lookback_days",
+        "extract_sample_fraction",
+        "train_epochs",
+        "train_batch_size",
+        "train_learning_rate",
+    }
+    epochs = params["train_epochs"].schema
+    assert epochs["type"] == ["integer", "null"] and epochs["minimum"] == 1
+    assert params["variant"].schema["enum"] == [None, "wide"]
+    with pytest.raises(Exception, match="0 is less than the minimum of 1"):
+        params["train_epochs"].resolve(0)
+
+
+def test_run_params_pass_only_set_values() -> None:
+    text = run_params({"variant": "wide", "train_epochs": 5, "train_learning_rate": None, "other": 1})
+    assert json.loads(text) == {"variant": "wide", "train.epochs": 5}
+
+
+def test_gcp_profile_uses_pods_and_bigquery(ctr_spec_path: Path) -> None:
+    dag = build_dag(load_spec(ctr_spec_path), load_profile(GCP_ENV))
+    assert _chain(dag) == CHAIN  # same task ids in both profiles
+    assert type(dag.get_task("wait_for_source")).__name__ == "BigQueryTablePartitionExistenceSensor"
+    assert {type(dag.get_task(s)).__name__ for s in STEPS} == {"KubernetesPodOperator"}
+    extract = dag.get_task("extract_transform")
+    assert "--runner" in extract.arguments and "/opt/tfpipe/pipelines/ctr/pipeline.yaml" in extract.arguments
+    assert any(a.startswith("--sdk_container_image=europe-docker") for a in extract.arguments)
+
+
+def test_gcp_profile_without_settings_is_refused() -> None:
+    with pytest.raises(ProfileError, match="profile gcp needs: TFPIPE_GCP_PROJECT, TFPIPE_JOB_IMAGE"):
+        load_profile({"TFPIPE_PROFILE": "gcp"})
+    with pytest.raises(ProfileError, match="TFPIPE_PROFILE"):
+        load_profile({"TFPIPE_PROFILE": "aws"})
+
+
+def test_broken_spec_is_an_import_error_naming_it(spec_dir: Path) -> None:
+    (spec_dir / "pipeline.yaml").write_text(
+        (spec_dir / "pipeline.yaml").read_text().replace("task: binary", "task: binery")
+    )
+    with pytest.raises(
+        SpecError, match=r"pipeline.yaml: label.task: Input should be 'binary', 'multiclass' or 'regression'"
+    ):
+        build_dags(spec_dir.parent, Profile())

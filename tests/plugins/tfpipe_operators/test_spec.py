@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tfpipe_operators.features import FeatureKind, Task
+from tfpipe_operators.spec import SpecError, load_spec, resolve_config
+
+
+def _edit(spec_dir: Path, **changes: object) -> Path:
+    path = spec_dir / "pipeline.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw.update(changes)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_sample_spec_loads_with_sql_and_features(ctr_spec_path: Path) -> None:
+    spec = load_spec(ctr_spec_path)
+    assert spec.dag_id == "ctr_daily"
+    assert spec.label.task is Task.BINARY
+    assert "@ds" in spec.source_sql and "@lookback_days" in spec.source_sql
+    assert "FROM candidates" in spec.scoring_sql
+    kinds = {f.kind for f in spec.features}
+    assert kinds == {FeatureKind.NUMERIC, FeatureKind.BUCKETIZED, FeatureKind.VOCABULARY, FeatureKind.HASHED}
+    assert spec.feature_by_name["user_id"].transformed_name == "user_id_xf"
+
+
+def test_config_levels_defaults_spec_variant_env_run(ctr_spec_path: Path) -> None:
+    spec = load_spec(ctr_spec_path)
+    base = resolve_config(spec, environ={})
+    assert base.train.epochs == 3  # from the spec
+    assert base.train.learning_rate == 0.003  # code default
+    assert base.extract.lookback_days == 2
+    wide = resolve_config(spec, variant="wide", environ={})
+    assert wide.train.hidden_units == [256, 128, 64]
+    env = resolve_config(spec, variant="wide", environ={"TFPIPE_TRAIN_EPOCHS": "7", "TFPIPE_TRAIN_HIDDEN_UNITS": "[8]"})
+    assert env.train.epochs == 7 and env.train.hidden_units == [8]
+    run = resolve_config(spec, environ={"TFPIPE_TRAIN_EPOCHS": "7"}, overrides={"train.epochs": 2})
+    assert run.train.epochs == 2  # run params win over the environment
+    assert base.digest() != run.digest()
+
+
+def test_bad_override_names_the_key_and_the_problem(ctr_spec_path: Path) -> None:
+    spec = load_spec(ctr_spec_path)
+    with pytest.raises(SpecError, match=r"train\.epochs: Input should be greater than or equal to 1"):
+        resolve_config(spec, overrides={"train.epochs": 0}, environ={})
+    with pytest.raises(SpecError, match=r"'train.epoch' is not a config key; train has: .*epochs"):
+        resolve_config(spec, overrides={"train.epoch": 3}, environ={})
+    with pytest.raises(SpecError, match=r"unknown variant 'huge' \(spec defines: wide\)"):
+        resolve_config(spec, variant="huge", environ={})
+
+
+def test_unknown_top_level_key_names_file_and_key(spec_dir: Path) -> None:
+    path = _edit(spec_dir, modle={"architecture": "mlp"})
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(path) in str(err.value)
+    assert "modle: Extra inputs are not permitted" in str(err.value)
+
+
+def test_feature_errors_point_at_the_feature(spec_dir: Path) -> None:
+    raw = yaml.safe_load((spec_dir / "pipeline.yaml").read_text())
+    raw["features"][5] = {"name": "hour", "kind": "bucketized"}  # buckets missing
+    (spec_dir / "pipeline.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match=r"features\.5: Value error, feature 'hour' of kind bucketized needs 'buckets'"):
+        load_spec(spec_dir / "pipeline.yaml")
+
+
+def test_duplicate_feature_and_label_as_feature_are_refused(spec_dir: Path) -> None:
+    raw = yaml.safe_load((spec_dir / "pipeline.yaml").read_text())
+    raw["features"].append({"name": "device", "kind": "hashed", "buckets": 8})
+    (spec_dir / "pipeline.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match="features declared twice: device"):
+        load_spec(spec_dir / "pipeline.yaml")
+
+
+def test_missing_sql_file_is_named(spec_dir: Path) -> None:
+    (spec_dir / "score.sql").unlink()
+    with pytest.raises(SpecError, match=r"scoring\.sql: SQL file 'score.sql' not found"):
+        load_spec(spec_dir / "pipeline.yaml")
+
+
+def test_bad_variant_fails_at_load(spec_dir: Path) -> None:
+    path = _edit(spec_dir, variants={"broken": {"train.dropout": 1.5}})
+    with pytest.raises(SpecError, match=r"variants\.broken: .*train\.dropout: Input should be less than 1"):
+        load_spec(path)
+
+
+def test_gate_metric_must_fit_the_task(spec_dir: Path) -> None:
+    path = _edit(spec_dir, gate={"metric": "rmse"})
+    with pytest.raises(SpecError, match="gate.metric: 'rmse' does not apply to task binary"):
+        load_spec(path)
+
+
+def test_overridable_keys_are_checked(spec_dir: Path) -> None:
+    path = _edit(spec_dir, overridable=["train.epochs", "train.nope"])
+    with pytest.raises(SpecError, match="'train.nope' is not a config key"):
+        load_spec(path)
+
+
+def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "pipeline.yaml"
+    bad.write_text("pipeline: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path / "nope.yaml")

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from tfpipe_jobs import sample_data
+from tfpipe_jobs.metrics import roc_auc
+
+
+def test_generator_is_deterministic_and_shaped(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    for path in (a, b):
+        counts = sample_data.generate(
+            path, date(2026, 11, 21), days=2, rows_per_day=3000, candidates_per_day=400, seed=3
+        )
+        assert counts == {"events": 6000, "candidates": 800}
+    with duckdb.connect(str(a), read_only=True) as ca, duckdb.connect(str(b), read_only=True) as cb:
+        q = "SELECT * FROM events ORDER BY event_id"
+        assert ca.execute(q).fetchall() == cb.execute(q).fetchall()
+        days = ca.execute("SELECT event_date, count(*) FROM events GROUP BY 1 ORDER BY 1").fetchall()
+        assert [d for d, _ in days] == [date(2026, 11, 20), date(2026, 11, 21)]
+        assert ca.execute("SELECT count(DISTINCT user_id) FROM events").fetchone()[0] > 100  # high cardinality
+        assert 0.0 < ca.execute("SELECT avg(user_age IS NULL::INT) FROM events").fetchone()[0] < 0.2
+        dupes = ca.execute(
+            "SELECT count(*) FROM "
+            "(SELECT event_date, user_id, item_id FROM candidates GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchone()[0]
+        assert dupes == 0  # one scoring row per (user, item) and day
+
+
+def test_regenerating_a_day_replaces_it(tmp_path: Path) -> None:
+    path = tmp_path / "wh.duckdb"
+    sample_data.generate(path, date(2026, 11, 21), days=1, rows_per_day=500, candidates_per_day=50)
+    sample_data.generate(path, date(2026, 11, 21), days=1, rows_per_day=500, candidates_per_day=50)
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 500
+
+
+def test_labels_follow_the_true_probability(tmp_path: Path) -> None:
+    pop = sample_data.population_for(20_000, seed=1)
+    table = sample_data.events_for_day(pop, date(2026, 11, 21), 20_000, seed=1)
+    ctr = table.column("true_ctr").to_numpy()
+    clicked = table.column("clicked").to_numpy()
+    assert abs(clicked.mean() - ctr.mean()) < 0.01
+    bayes = sample_data.bayes_auc(ctr, clicked)
+    assert 0.7 < bayes < 0.95  # learnable, not trivial
+    assert bayes > roc_auc(clicked, np.random.default_rng(0).random(clicked.size)) + 0.1
