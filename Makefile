@@ -56,7 +56,7 @@ typecheck: envs
 		$(CURDIR)/$(JOBS)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p tfpipe_jobs
 
 test-unit: envs
-	$(AIRFLOW)/bin/pytest -q -m "not e2e" tests/plugins tests/dags
+	$(AIRFLOW)/bin/pytest -q -m "not e2e" tests/plugins tests/dags tests/docker
 
 test-jobs: envs
 	$(JOBS)/bin/pytest -q tests/tfpipe_jobs tests/beam_jobs tests/training tests/serving_export
@@ -67,7 +67,7 @@ test-e2e: envs
 test: lint typecheck test-unit test-jobs test-e2e
 
 bench: envs
-	$(JOBS)/bin/python bench/run.py
+	cd bench && $(CURDIR)/$(JOBS)/bin/python score.py
 
 clean:
 	rm -rf $(STATE) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -24,7 +24,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from tfpipe_jobs import artifacts, registry
 from tfpipe_jobs.beam_jobs import arrow_batches
 from tfpipe_jobs.beam_jobs.extract_transform import COUNTERS, ReadWarehouse, _counters
-from tfpipe_jobs.beam_jobs.runner import make_options, make_runner
+from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner
 from tfpipe_jobs.context import JobContext
 from tfpipe_operators.features import Task
 from tfpipe_operators.spec import PipelineSpec
@@ -150,7 +150,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             | "Start" >> beam.Create([None])
             | "ReadWarehouse"
             >> beam.ParDo(ReadWarehouse(ctx.warehouse.url, spec.scoring_sql, ctx.query_params, cfg.score.batch_rows))
-            | "Reshuffle" >> beam.Reshuffle()
+            | "FanOut" >> fan_out(ctx.runner)
             | "Score" >> RunInference(handler)
             | "Count" >> beam.ParDo(CountRows())
             | "Write"

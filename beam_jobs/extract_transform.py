@@ -27,7 +27,7 @@ from tfx_bsl.tfxio import tensor_adapter
 
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.beam_jobs import arrow_batches, data_stats, preprocessing
-from tfpipe_jobs.beam_jobs.runner import make_options, make_runner
+from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.warehouse import Warehouse
 from tfpipe_operators.features import LABEL_KEY, SPLIT_EVAL, SPLIT_TRAIN
@@ -127,7 +127,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 | "Start" >> beam.Create([None])
                 | "ReadWarehouse"
                 >> beam.ParDo(ReadWarehouse(ctx.warehouse.url, spec.source_sql, ctx.query_params, cfg.batch_rows))
-                | "Reshuffle" >> beam.Reshuffle()
+                | "FanOut" >> fan_out(ctx.runner)
                 | "SplitBatch"
                 >> beam.ParDo(SplitBatch(spec, cfg.eval_percent, cfg.sample_fraction)).with_outputs(
                     SPLIT_TRAIN, SPLIT_EVAL, "eval_raw"

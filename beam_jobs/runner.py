@@ -33,3 +33,17 @@ def make_runner(runner: str) -> Any:
 
 def make_options(runner: str, num_workers: int, extra: tuple[str, ...] | list[str] = ()) -> PipelineOptions:
     return PipelineOptions(pipeline_args(runner, num_workers, extra))
+
+
+def fan_out(runner: str) -> Any:
+    """Spread read batches over workers on a distributed runner; locally, keep them streaming.
+
+    A Reshuffle materialises its whole input before the next stage. On the local runner
+    that would hold every row in memory; without it the read, the work and the write fuse
+    into one stage and batches flow through one at a time.
+    """
+    import apache_beam as beam
+
+    if runner in LOCAL_RUNNERS:
+        return beam.Map(lambda batch: batch)
+    return beam.Reshuffle()

@@ -142,5 +142,15 @@ def atomic_write_json(path: str, obj: Any) -> None:
     gfile.rename(tmp, path, overwrite=True)
 
 
+def copy_tree(src: str, dst: str) -> None:
+    """Copy a folder (local or gs://), file by file."""
+    gfile = _gfile()
+    for folder, _, files in gfile.walk(src):
+        target = join(dst, folder[len(src.rstrip("/")) :].lstrip("/"))
+        gfile.makedirs(target)
+        for name in files:
+            gfile.copy(join(folder, name), join(target, name), overwrite=True)
+
+
 def glob(pattern: str) -> list[str]:
     return sorted(_gfile().glob(pattern))

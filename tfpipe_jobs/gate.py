@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfpipe_jobs import artifacts, metrics, registry
+from tfpipe_jobs import artifacts, evaluation_plots, metrics, registry
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.serving_export.export import SAVED_MODEL_DIR, exported_predictions, read_eval_raw
 from tfpipe_operators.features import LABEL_KEY, Task
@@ -85,17 +85,18 @@ def run(ctx: JobContext) -> dict[str, Any]:
     new_pred = exported_predictions(tf.saved_model.load(artifacts.join(serving_dir, SAVED_MODEL_DIR)), spec, table)
     stats = artifacts.read_json(artifacts.join(data_dir, "stats.json"))
     label_mean = float(stats["columns"]["__label"].get("mean") or 0.0)
+    baseline = baseline_predictions(spec.label.task, label_mean, labels, spec.label.num_classes)
     results: dict[str, Any] = {
         "new": metrics.task_metrics(task, labels, new_pred),
-        "baseline": metrics.task_metrics(
-            task, labels, baseline_predictions(spec.label.task, label_mean, labels, spec.label.num_classes)
-        ),
+        "baseline": metrics.task_metrics(task, labels, baseline),
     }
+    predictions = {"new": new_pred, "baseline": baseline}
     current = registry.read_blessed(ctx.paths)
     blessed_metrics = None
     if current is not None:
         blessed_model = tf.saved_model.load(artifacts.join(current["serving"], SAVED_MODEL_DIR))
-        blessed_metrics = metrics.task_metrics(task, labels, exported_predictions(blessed_model, spec, table))
+        predictions["blessed"] = exported_predictions(blessed_model, spec, table)
+        blessed_metrics = metrics.task_metrics(task, labels, predictions["blessed"])
         results["blessed"] = blessed_metrics
     ok, reasons = decide(ctx.config.gate, results["new"], results["baseline"], blessed_metrics)
     verdict = BLESSED if ok else REFUSED
@@ -112,6 +113,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     with artifacts.staged_output(ctx.paths.eval) as out:
         artifacts.write_json(artifacts.join(out, "evaluation.json"), evaluation)
         artifacts.write_text(artifacts.join(out, "verdict"), verdict + "\n")
+        evaluation_plots.plot(task, labels, predictions, artifacts.join(out, "evaluation.png"))
     for line in reasons:
         log.info("gate: %s", line)
     log.info("gate: verdict %s for %s %s", verdict.upper(), spec.pipeline, ctx.ds)

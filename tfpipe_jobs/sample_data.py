@@ -13,6 +13,7 @@ Rows are produced in chunks and appended to DuckDB so memory stays flat at 10M+ 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -145,28 +146,55 @@ def events_for_day(pop: Population, day: date, rows: int, seed: int, offset: int
     return pa.table(cols)
 
 
-def candidates_for_day(pop: Population, day: date, rows: int, seed: int) -> pa.Table:
-    """Unique (user_id, item_id) pairs to score for a day: the analysts' lookup keys."""
+def candidate_chunks(pop: Population, day: date, rows: int, seed: int) -> Iterator[pa.Table]:
+    """Unique (user_id, item_id) pairs to score for a day (the analysts' lookup keys), in chunks.
+
+    Users and items are drawn uniformly, so millions of distinct pairs exist; pairs are
+    made unique as integers first, and only one chunk of rows is turned into strings at a time.
+    """
     rng = np.random.default_rng([seed, day.toordinal(), 1_000_003])
-    ctx = _context(pop, rng, int(rows * 1.3) + 16)
-    pair = ctx["users"].astype(np.int64) * len(pop.item_bias) + ctx["items"]
-    _, first = np.unique(pair, return_index=True)
-    keep = np.sort(first)[:rows]
-    ctx = {k: v[keep] for k, v in ctx.items()}
-    ctr = _true_ctr(pop, ctx["users"], ctx["items"], ctx["device"], ctx["hour"], ctx["position"])
-    cols = {"event_date": pa.array([day] * len(keep), pa.date32())}
-    cols.update(_columns(pop, ctx, ctr))
-    cols["true_ctr"] = pa.array(ctr)
-    return pa.table(cols)
+    n_users, n_items = len(pop.user_bias), len(pop.item_bias)
+    if rows > n_users * n_items // 2:
+        raise ValueError(f"{rows} candidate pairs asked for, but the population has {n_users} users x {n_items} items")
+    pairs = np.unique(rng.integers(0, n_users * n_items, int(rows * 1.05) + 64, dtype=np.int64))
+    while pairs.size < rows:
+        more = rng.integers(0, n_users * n_items, rows, dtype=np.int64)
+        pairs = np.unique(np.concatenate([pairs, more]))
+    pairs = rng.permutation(pairs)[:rows]
+    for start in range(0, rows, CHUNK_ROWS):
+        chunk = pairs[start : start + CHUNK_ROWS]
+        n = chunk.size
+        ctx = {
+            "users": chunk // n_items,
+            "items": chunk % n_items,
+            "device": rng.choice(len(DEVICES), n, p=[0.55, 0.3, 0.1, 0.05]),
+            "hour": rng.integers(0, 24, n),
+            "position": rng.integers(1, 21, n),
+        }
+        ctr = _true_ctr(pop, ctx["users"], ctx["items"], ctx["device"], ctx["hour"], ctx["position"])
+        cols = {"event_date": pa.array([day] * n, pa.date32())}
+        cols.update(_columns(pop, ctx, ctr))
+        cols["true_ctr"] = pa.array(ctr)
+        yield pa.table(cols)
 
 
 def generate(
-    warehouse: str | Path, end_date: date, days: int, rows_per_day: int, candidates_per_day: int, seed: int = 7
+    warehouse: str | Path,
+    end_date: date,
+    days: int,
+    rows_per_day: int,
+    candidates_per_day: int,
+    seed: int = 7,
+    population_rows: int | None = None,
 ) -> dict[str, int]:
-    """(Re)write `days` days ending at `end_date` into the DuckDB warehouse; return row counts."""
+    """(Re)write `days` days ending at `end_date` into the DuckDB warehouse; return row counts.
+
+    `population_rows` sizes the users and items (default: the larger daily volume); pass the
+    same value to calls that must share one population.
+    """
     import duckdb
 
-    pop = population_for(rows_per_day, seed)
+    pop = population_for(population_rows or max(rows_per_day, candidates_per_day), seed)
     Path(warehouse).parent.mkdir(parents=True, exist_ok=True)
     counts = {"events": 0, "candidates": 0}
     with duckdb.connect(str(warehouse)) as con:
@@ -183,13 +211,13 @@ def generate(
                 con.execute("INSERT INTO events SELECT * FROM chunk")
                 con.unregister("chunk")
                 counts["events"] += chunk.num_rows
-            cands = candidates_for_day(pop, day, candidates_per_day, seed)
-            con.register("cands", cands)
-            con.execute("INSERT INTO candidates SELECT * FROM cands")
-            con.unregister("cands")
-            counts["candidates"] += cands.num_rows
+            for cands in candidate_chunks(pop, day, candidates_per_day, seed):
+                con.register("cands", cands)
+                con.execute("INSERT INTO candidates SELECT * FROM cands")
+                con.unregister("cands")
+                counts["candidates"] += cands.num_rows
             con.execute("COMMIT")
-            log.info("sample data: %s written (%d events, %d candidates)", day, rows_per_day, cands.num_rows)
+            log.info("sample data: %s written (%d events, %d candidates)", day, rows_per_day, candidates_per_day)
     return counts
 
 

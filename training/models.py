@@ -115,11 +115,11 @@ def deep_cross(inputs: ModelInputs, cfg: TrainConfig) -> Any:
 
 def head(task: Task, num_classes: int | None, x: Any) -> Any:
     if task is Task.BINARY:
-        return keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+        return keras.layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(x)
     if task is Task.MULTICLASS:
         assert num_classes is not None
-        return keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return keras.layers.Dense(1, name="value")(x)
+        return keras.layers.Dense(num_classes, activation="softmax", name="probabilities", dtype="float32")(x)
+    return keras.layers.Dense(1, name="value", dtype="float32")(x)
 
 
 def loss_and_metrics(task: Task) -> tuple[Any, list[Any]]:

@@ -7,14 +7,16 @@ Writes the model package (published atomically as `<root>/<pipeline>/<ds>/model/
   curves.png        learning curves
   config.json       the config actually used, every level resolved
   dataset.json      rows, label balance, vocabulary sizes, the ds window
-Checkpoints go to `<ds>/checkpoints/`, outside the staged folder, so a restarted
-pod resumes from the last finished epoch instead of starting over.
+Checkpoints, the epoch history and TensorBoard logs go to `<ds>/checkpoints/<config hash>/`,
+outside the staged folder, so a restarted pod (a preempted node) resumes from the last
+finished epoch instead of starting over; the folder is removed once the package is published.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -32,10 +34,26 @@ log = logging.getLogger(__name__)
 
 
 def strategy() -> tf.distribute.Strategy:
-    """All visible GPUs through MirroredStrategy; the default strategy on CPU."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy([g.name for g in gpus])
+    """All visible GPUs through MirroredStrategy; the default strategy on one device.
+
+    `TFPIPE_CPU_REPLICAS=N` splits the CPU into N logical devices and mirrors over them:
+    the multi-replica path, exercised on a machine without GPUs.
+    """
+    # Physical devices only: listing logical ones starts the runtime and freezes the layout.
+    gpus = tf.config.list_physical_devices("GPU")
+    replicas = int(os.environ.get("TFPIPE_CPU_REPLICAS", "0") or 0)
+    if not gpus and replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    kind = "GPU" if gpus else "CPU"
+    devices = [d.name for d in tf.config.list_logical_devices(kind)]
+    if gpus:
+        # float16 compute, float32 variables; the output layer stays float32 (models.head).
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if len(devices) > 1:
+        log.info("train: MirroredStrategy over %d devices: %s", len(devices), devices)
+        return tf.distribute.MirroredStrategy(devices)
+    log.info("train: single device (%s)", devices[0])
     return tf.distribute.get_strategy()
 
 
@@ -46,7 +64,11 @@ def cardinalities(ctx: JobContext, tft_output: tft.TFTransformOutput) -> dict[st
 def run(ctx: JobContext) -> dict[str, Any]:
     cfg = ctx.config.train
     data_dir = artifacts.require_complete(ctx.paths.data, "extract_transform")
+    distribution = strategy()  # first: logical devices must be set before TensorFlow starts
     keras.utils.set_random_seed(cfg.seed)
+    if not tf.config.list_physical_devices("GPU"):
+        # Same seed, same data -> the same metrics on CPU (GPU kernels stay fast instead).
+        tf.config.experimental.enable_op_determinism()
     tft_output = tft.TFTransformOutput(data_dir)
     feature_spec = tft_output.transformed_feature_spec()
     cards = cardinalities(ctx, tft_output)
@@ -61,34 +83,73 @@ def run(ctx: JobContext) -> dict[str, Any]:
     eval_ds = input_pipeline.dataset(
         input_pipeline.files(data_dir, SPLIT_EVAL), feature_spec, cfg.batch_size, shuffle=False, seed=cfg.seed
     )
-    checkpoint_dir = artifacts.join(ctx.paths.day, "checkpoints", ctx.config.digest())
+    # Everything a restarted attempt needs lives outside the staged folder, keyed by config.
+    work_dir = artifacts.join(ctx.paths.day, "checkpoints", ctx.config.digest())
+    history_csv = artifacts.join(work_dir, "history.csv")
 
     with artifacts.staged_output(ctx.paths.model) as out:
-        with strategy().scope():
+        with distribution.scope():
             model = models.build(ctx.spec.features, cards, ctx.spec.label.task, ctx.spec.label.num_classes, cfg)
-        metrics_csv = artifacts.join(out, "metrics.csv")
         callbacks = [
-            keras.callbacks.BackupAndRestore(checkpoint_dir),
-            keras.callbacks.CSVLogger(metrics_csv),
-            keras.callbacks.TensorBoard(artifacts.join(out, "logs"), profile_batch=0),
+            # Before the backup: a kill between the two repeats an epoch row (deduplicated
+            # below) instead of losing one.
+            keras.callbacks.CSVLogger(history_csv, append=True),
+            keras.callbacks.BackupAndRestore(artifacts.join(work_dir, "backup")),
+            keras.callbacks.TensorBoard(artifacts.join(work_dir, "logs"), profile_batch=0),
         ]
+        if cfg.early_stopping_patience:
+            monitor, mode = early_stopping_target(ctx)
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=monitor, mode=mode, patience=cfg.early_stopping_patience, restore_best_weights=True
+                )
+            )
         history = model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
         model.save(artifacts.join(out, "keras_model"), include_optimizer=False)
+        rows = write_metrics(history_csv, artifacts.join(out, "metrics.csv"))
+        artifacts.copy_tree(artifacts.join(work_dir, "logs"), artifacts.join(out, "logs"))
         artifacts.write_json(
             artifacts.join(out, "config.json"),
-            {
-                **ctx.provenance(),
-                "config": ctx.config.flat(),
-                "cardinalities": cards,
-            },
+            {**ctx.provenance(), "config": ctx.config.flat(), "cardinalities": cards},
         )
         artifacts.write_json(artifacts.join(out, "dataset.json"), dataset_metadata(ctx, cards))
-        plot_curves(metrics_csv, artifacts.join(out, "curves.png"))
-    if tf.io.gfile.exists(checkpoint_dir):
-        tf.io.gfile.rmtree(checkpoint_dir)
-    final = {k: float(v[-1]) for k, v in history.history.items()}
-    log.info("train: %s epochs of %s, final %s -> %s", cfg.epochs, cfg.architecture, final, ctx.paths.model)
-    return {"model": ctx.paths.model, "architecture": cfg.architecture, "final": final}
+        plot_curves(artifacts.join(out, "metrics.csv"), artifacts.join(out, "curves.png"))
+    tf.io.gfile.rmtree(work_dir)
+    final = {k: float(v) for k, v in rows[-1].items() if k != "epoch"}
+    log.info(
+        "train: %d epochs of %s (this attempt ran %d), final %s -> %s",
+        len(rows),
+        cfg.architecture,
+        len(history.epoch),
+        final,
+        ctx.paths.model,
+    )
+    return {
+        "model": ctx.paths.model,
+        "architecture": cfg.architecture,
+        "epochs": len(rows),
+        "epochs_this_attempt": len(history.epoch),
+        "final": final,
+    }
+
+
+def early_stopping_target(ctx: JobContext) -> tuple[str, str]:
+    """The eval metric training stops on: the gate's metric where Keras tracks it."""
+    metric = {"binary": "auc", "multiclass": "accuracy", "regression": "rmse"}[ctx.spec.label.task.value]
+    return f"val_{metric}", "min" if metric == "rmse" else "max"
+
+
+def write_metrics(history_csv: str, metrics_csv: str) -> list[dict[str, str]]:
+    """One row per epoch across attempts (a resumed run appends; the last row of an epoch wins)."""
+    with tf.io.gfile.GFile(history_csv) as f:
+        rows = list(csv.DictReader(f))
+    by_epoch = {int(r["epoch"]): r for r in rows}
+    ordered = [by_epoch[e] for e in sorted(by_epoch)]
+    with tf.io.gfile.GFile(metrics_csv, "w") as f:
+        writer = csv.DictWriter(f, fieldnames=list(ordered[0]))
+        writer.writeheader()
+        writer.writerows(ordered)
+    return ordered
 
 
 def dataset_metadata(ctx: JobContext, cards: dict[str, int]) -> dict[str, Any]:

@@ -53,6 +53,7 @@ class TrainConfig(_Stage):
     dropout: float = Field(default=0.0, ge=0, lt=1)
     seed: int = 42
     shuffle_buffer: int = Field(default=10_000, ge=1)
+    early_stopping_patience: int = Field(default=0, ge=0, description="epochs without eval improvement; 0 = off")
     gpus: int = Field(default=1, ge=0, le=16, description="GPUs the training pod asks for (gcp profile)")
 
 

@@ -1,0 +1,99 @@
+"""Batch scoring benchmark: the model's raw throughput vs the whole local scoring step.
+
+(a) raw: the blessed SavedModel's `predict_raw` signature on in-memory batches of 4096
+    scoring rows already converted to tensors (what the model alone can do);
+(b) end to end: `tfpipe-job score` (DuckDB read -> Beam RunInference -> Parquet) plus
+    `tfpipe-job publish-scores` (one DuckDB transaction), with the peak memory of each.
+Target (issue 6): (b) >= 50% of (a), and peak memory flat from 1M to 10M rows.
+
+    .venv-jobs/bin/python bench/score.py --rows 1000000 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import date, timedelta
+
+from common import bless_small_model, fresh_workspace
+
+from tfpipe_jobs import sample_data
+
+BASE_DS = date(2026, 11, 20)
+TRAIN_ROWS = 50_000
+RAW_ROWS = 1_000_000
+BATCH = 4096
+
+
+def raw_throughput(ws, ds: date, rows: int) -> float:
+    import tensorflow as tf
+    from common import SPEC
+
+    from tfpipe_jobs.artifacts import RunPaths
+    from tfpipe_jobs.beam_jobs.arrow_batches import model_inputs
+    from tfpipe_jobs.registry import require_blessed
+    from tfpipe_jobs.warehouse import Warehouse
+    from tfpipe_operators.spec import load_spec
+
+    spec = load_spec(SPEC)
+    blessed = require_blessed(RunPaths(str(ws.artifacts), "ctr", ds.isoformat()))
+    fn = tf.saved_model.load(blessed["serving"] + "/saved_model").signatures["predict_raw"]
+    batches = []
+    for batch in Warehouse(ws.warehouse).batches(spec.scoring_sql + " LIMIT " + str(rows), {"ds": ds}, BATCH):
+        batches.append({k: tf.constant(v) for k, v in model_inputs(spec, batch).items()})
+    fn(**batches[0])  # trace and warm up
+    started = time.perf_counter()
+    n = 0
+    for inputs in batches:
+        out = fn(**inputs)
+        n += int(out["probability"].shape[0])
+    return n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    args = parser.parse_args()
+    ws = fresh_workspace("score")
+    largest = max(args.rows)
+    warehouse_path = ws.warehouse.removeprefix("duckdb://")
+    print(f"generating: {TRAIN_ROWS} training events, candidates {args.rows} (population for {largest})", flush=True)
+    sample_data.generate(
+        warehouse_path, BASE_DS, days=1, rows_per_day=TRAIN_ROWS, candidates_per_day=1000, population_rows=largest
+    )
+    days = {}
+    for i, rows in enumerate(args.rows, start=1):
+        ds = BASE_DS + timedelta(days=i)
+        sample_data.generate(
+            warehouse_path, ds, days=1, rows_per_day=1000, candidates_per_day=rows, population_rows=largest
+        )
+        days[rows] = ds
+    print("training and blessing a model on", BASE_DS, flush=True)
+    bless_small_model(ws, BASE_DS.isoformat())
+
+    figures = []
+    for rows, ds in days.items():
+        raw = raw_throughput(ws, ds, min(rows, RAW_ROWS))
+        score = ws.step("score", ds.isoformat())
+        publish = ws.step("publish-scores", ds.isoformat())
+        assert score.result["rows"] == publish.result["rows"] == rows, (score.result, publish.result)
+        e2e = rows / (score.seconds + publish.seconds)
+        figures.append((rows, raw, e2e, score.seconds, publish.seconds, score.peak_mb, publish.peak_mb))
+        print(
+            f"  {rows:>10,} rows: raw {raw:,.0f} rows/s; end to end {e2e:,.0f} rows/s "
+            f"(score {score.seconds:.1f}s, publish {publish.seconds:.1f}s); peak {score.peak_mb:,.0f} MB",
+            flush=True,
+        )
+
+    print("\nrows        raw rows/s   e2e rows/s   e2e/raw   score s   publish s   score peak MB   publish peak MB")
+    for rows, raw, e2e, s, p, m, pm in figures:
+        print(
+            f"{rows:<11,} {raw:>11,.0f} {e2e:>12,.0f} {e2e / raw:>8.0%} {s:>9.1f} {p:>11.1f} {m:>15,.0f} {pm:>17,.0f}"
+        )
+    if len(figures) > 1:
+        first, last = figures[0], figures[-1]
+        print(f"\npeak memory {last[0]:,} vs {first[0]:,} rows: {last[5] / first[5]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
