@@ -81,7 +81,7 @@ class Airflow:
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.root.glob("*.log"))
 
-    def wait_for(self, what: str, check, timeout: float = 180):  # noqa: ANN001, ANN201
+    def wait_for(self, what: str, check, timeout: float = 180):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, proc in self.processes.items():
