@@ -16,8 +16,10 @@ from tfpipe_jobs import metrics
 def _roc(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(-scores, kind="mergesort")
     hits = labels[order].astype(np.float64)
-    tpr = np.concatenate([[0.0], np.cumsum(hits) / max(hits.sum(), 1.0)])
-    fpr = np.concatenate([[0.0], np.cumsum(1.0 - hits) / max((1.0 - hits).sum(), 1.0)])
+    # One point per distinct threshold, so tied scores (a constant baseline) draw a straight line.
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores[order])), hits.size - 1]
+    tpr = np.concatenate([[0.0], np.cumsum(hits)[last_of_tie] / max(hits.sum(), 1.0)])
+    fpr = np.concatenate([[0.0], np.cumsum(1.0 - hits)[last_of_tie] / max((1.0 - hits).sum(), 1.0)])
     return fpr, tpr
 
 

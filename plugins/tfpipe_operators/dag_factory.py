@@ -18,9 +18,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, BaseOperator, Param
+from airflow.sdk import DAG, Asset, BaseOperator, Param
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from tfpipe_operators import callbacks
 from tfpipe_operators.profiles import Profile, load_profile
 from tfpipe_operators.spec import STAGES, PipelineSpec, SpecError, discover_specs, load_spec, resolve_config
 
@@ -48,6 +49,19 @@ TIMEOUTS = {
     "publish_model": timedelta(minutes=15),
     "batch_score": timedelta(hours=4),
     "publish_scores": timedelta(hours=1),
+}
+STEP_DOCS = {
+    "extract_transform": "Reads the day's rows (and the look-back) with the spec's SQL, validates their statistics, "
+    "and writes transformed TFRecords, vocabularies and the tf.Transform graph to `<ds>/data/`.",
+    "train": "Trains the configured architecture on `<ds>/data/`; writes the model package to `<ds>/model/`.",
+    "export_serving_model": "Freezes the model, puts the tf.Transform graph inside one SavedModel (`<ds>/serving/`) "
+    "and proves it predicts what the trained model does.",
+    "evaluate_gate": "Compares the new model with the blessed model and a baseline on the day's eval rows; "
+    "writes `<ds>/eval/evaluation.json`, `evaluation.png` and the verdict.",
+    "publish_model": "Blesses the new model in `registry/blessed.json`. Skipped when the gate refused it or a "
+    "model from a newer day is blessed.",
+    "batch_score": "Scores every row of the scoring query with the blessed model into `<ds>/scores/`.",
+    "publish_scores": "Replaces the day's partition of the score table and updates the latest view.",
 }
 CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *"}
 
@@ -163,9 +177,25 @@ def _wait_for_source(spec: PipelineSpec, profile: Profile) -> BaseOperator:
     )
 
 
+def assets(spec: PipelineSpec) -> dict[str, Asset]:
+    """What other DAGs can be scheduled on: the blessed model and the score table."""
+    return {
+        "publish_model": Asset(
+            name=f"tfpipe.{spec.pipeline}.blessed_model", uri=f"tfpipe://{spec.pipeline}/blessed_model"
+        ),
+        "publish_scores": Asset(
+            name=f"tfpipe.{spec.pipeline}.scores", uri=f"tfpipe://{spec.pipeline}/{spec.scoring.table}"
+        ),
+    }
+
+
 def _step(step: str, spec: PipelineSpec, profile: Profile, gpus: int) -> BaseOperator:
     arguments = _job_arguments(step, _job_spec_path(spec, profile), profile)
-    common: dict[str, Any] = {"task_id": step, "execution_timeout": TIMEOUTS[step]}
+    common: dict[str, Any] = {"task_id": step, "execution_timeout": TIMEOUTS[step], "doc_md": STEP_DOCS[step]}
+    if step in assets(spec):
+        common["outlets"] = [assets(spec)[step]]
+    if step == "publish_model":
+        common["on_skipped_callback"] = callbacks.on_gate_refused
     if step == "batch_score":
         # Runs after publish_model whether it published or was skipped (gate refused):
         # scoring then uses the previously blessed model, so the table stays fresh.
@@ -199,6 +229,7 @@ def build_dag(spec: PipelineSpec, profile: Profile) -> DAG:
             "retries": spec.retries,
             "retry_delay": timedelta(minutes=2),
             "retry_exponential_backoff": True,
+            "on_failure_callback": callbacks.on_failure,
         },
     )
     with dag:

@@ -38,3 +38,14 @@ def test_rules_lower_is_better() -> None:
     assert not ok and any(r.startswith("FAIL vs blessed") for r in reasons)
     ok, reasons = decide(cfg, {"log_loss": 0.6}, {"log_loss": 0.7}, None)
     assert not ok and "FAIL threshold: log_loss 0.60000 <= 0.5" in reasons
+
+
+def test_roc_points_treat_ties_as_one_threshold() -> None:
+    import numpy as np
+
+    from tfpipe_jobs.evaluation_plots import _roc
+
+    fpr, tpr = _roc(np.array([1, 0, 1, 0]), np.array([0.5, 0.5, 0.5, 0.5]))
+    assert fpr.tolist() == [0.0, 1.0] and tpr.tolist() == [0.0, 1.0]  # a constant is the diagonal
+    fpr, tpr = _roc(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1]))
+    assert fpr.tolist() == [0.0, 0.0, 0.5, 0.5, 1.0] and tpr.tolist() == [0.0, 0.5, 0.5, 1.0, 1.0]

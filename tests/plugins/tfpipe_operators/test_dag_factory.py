@@ -105,3 +105,14 @@ def test_broken_spec_is_an_import_error_naming_it(spec_dir: Path) -> None:
         SpecError, match=r"pipeline.yaml: label.task: Input should be 'binary', 'multiclass' or 'regression'"
     ):
         build_dags(spec_dir.parent, Profile())
+
+
+def test_assets_callbacks_and_docs(ctr_spec_path: Path) -> None:
+    dag = build_dag(load_spec(ctr_spec_path), Profile())
+    assert [a.uri for a in dag.get_task("publish_scores").outlets] == ["tfpipe://ctr/ctr_scores"]
+    assert [a.uri for a in dag.get_task("publish_model").outlets] == ["tfpipe://ctr/blessed_model"]
+    assert dag.get_task("publish_model").on_skipped_callback
+    assert all(t.on_failure_callback for t in dag.tasks)
+    assert all(t.retry_exponential_backoff for t in dag.tasks)
+    assert all(t.doc_md for t in dag.tasks)
+    assert dag.get_task("train").execution_timeout.total_seconds() == 8 * 3600
