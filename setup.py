@@ -27,6 +27,7 @@ JOBS = [
     "duckdb",
     "matplotlib",
     "tensorboard",
+    "tensorflow-serving-api",
 ]
 
 setup(

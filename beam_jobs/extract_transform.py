@@ -110,7 +110,7 @@ class EncodeExamples(beam.DoFn):  # type: ignore[misc]
 def run(ctx: JobContext) -> dict[str, Any]:
     spec, cfg = ctx.spec, ctx.config.extract
     stats = data_stats.compute(ctx)
-    data_stats.validate(spec, stats)
+    data_stats.validate(spec, stats, cfg, data_stats.previous_stats(ctx))
 
     with artifacts.staged_output(ctx.paths.data) as out:
         raw_names = [f.name for f in tfxio_schema(spec)]

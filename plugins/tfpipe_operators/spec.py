@@ -41,6 +41,10 @@ class ExtractConfig(_Stage):
     sample_fraction: float = Field(default=1.0, gt=0, le=1, description="deterministic sample of keys")
     batch_rows: int = Field(default=8192, ge=64, description="rows per Arrow record batch")
     direct_num_workers: int = Field(default=1, ge=1, le=64, description="local Beam worker processes")
+    max_null_rate: float = Field(default=0.5, ge=0, le=1, description="a feature NULL in more rows fails the day")
+    max_null_rate_increase: float = Field(default=0.2, ge=0, le=1, description="vs the previous day, absolute")
+    max_label_rate_change: float = Field(default=0.5, ge=0, description="binary label rate vs previous day, relative")
+    min_distinct_ratio: float = Field(default=0.5, ge=0, le=1, description="vocabulary size vs previous day")
 
 
 class TrainConfig(_Stage):

@@ -44,7 +44,25 @@ def test_equivalence_report(ctr_run) -> None:
     report = json.loads((ctr_run.day() / "serving" / "equivalence.json").read_text())
     assert report["equal"] is True
     assert report["max_abs_diff"] <= 1e-5
+    assert set(report["max_abs_diff_by_signature"]) == {"predict_raw", "serving_default"}
     assert report["rows_compared"] == ctr_run.results["extract"]["eval_rows"]
+
+
+def test_signature_summary_and_warmup_requests(ctr_run) -> None:
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    serving = ctr_run.day() / "serving"
+    summary = (serving / "signatures.txt").read_text()
+    for text in ("signature_def['serving_default']", "signature_def['predict_raw']", "outputs['probability']"):
+        assert text in summary
+    warmup = serving / "saved_model" / "assets.extra" / "tf_serving_warmup_requests"
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(warmup))]
+    assert [len(log.predict_log.request.inputs["examples"].string_val) for log in logs] == [1, 16]
+    model = tf.saved_model.load(str(serving / "saved_model"))
+    request = logs[1].predict_log.request
+    out = model.signatures[request.model_spec.signature_name](examples=tf.make_ndarray(request.inputs["examples"]))
+    assert out["probability"].shape == (16,)
 
 
 def test_loads_and_scores_with_tensorflow_only(ctr_run) -> None:
