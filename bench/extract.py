@@ -1,0 +1,126 @@
+"""Extraction benchmark: the extract_transform step vs the pandas script a data scientist writes first.
+
+On one day of N synthetic events, in separate processes (so each peak memory is its own):
+  (a) `tfpipe-job extract` (DuckDB -> Beam + tf.Transform -> gzipped TFRecords, vocabularies,
+      statistics, raw eval rows);
+  (b) a plain script doing the same transforms: the whole query into pandas, z-scores,
+      quantile buckets, top-k vocabularies with OOV hashing, hashed strings, a hash split,
+      and one tf.train.Example per row written with tf.io.TFRecordWriter.
+Targets (issue 3): (a) at least as fast as (b) at 1M rows; (a)'s peak memory flat 1M -> 10M.
+
+    .venv-jobs/bin/python bench/extract.py --rows 1000000 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+from common import SPEC, fresh_workspace, run_measured
+
+from tfpipe_jobs import sample_data
+
+DS = date(2026, 11, 21)
+
+
+def pandas_script(warehouse: str, out_dir: str) -> dict:
+    """The baseline: everything in memory, one Python call per row to build examples."""
+    import duckdb
+    import numpy as np
+    import pandas as pd
+    import tensorflow as tf
+
+    from tfpipe_jobs.warehouse import to_duckdb
+    from tfpipe_operators.features import FeatureKind
+    from tfpipe_operators.spec import load_spec
+
+    spec = load_spec(SPEC)
+    with duckdb.connect(warehouse.removeprefix("duckdb://"), read_only=True) as con:
+        df = con.execute(to_duckdb(spec.source_sql), {"ds": DS, "lookback_days": 0}).df()
+    hashed_keys = pd.util.hash_pandas_object(df[spec.keys].astype(str), index=False).to_numpy()
+    is_eval = (hashed_keys % 100) < 20
+    train = df[~is_eval]
+    columns: dict[str, np.ndarray] = {}
+    for f in spec.features:
+        col = df[f.name]
+        if f.kind is FeatureKind.NUMERIC:
+            mean, std = train[f.name].mean(), train[f.name].std() or 1.0
+            columns[f.name + "_xf"] = ((col.fillna(mean) - mean) / std).to_numpy(np.float32)
+        elif f.kind is FeatureKind.BUCKETIZED:
+            edges = np.nanquantile(train[f.name].to_numpy(float), np.linspace(0, 1, f.buckets + 1)[1:-1])
+            ids = np.digitize(col.fillna(train[f.name].mean()).to_numpy(float), edges)
+            columns[f.name + "_xf"] = np.where(col.isna(), f.buckets, ids).astype(np.int64)
+        elif f.kind is FeatureKind.VOCABULARY:
+            counts = train[f.name].astype(str).value_counts()
+            counts = counts[counts >= f.frequency_threshold].head(f.top_k)
+            index = {v: i for i, v in enumerate(counts.index)}
+            values = col.astype(str)
+            oov = len(index) + tf.strings.to_hash_bucket_fast(values.to_numpy(), f.oov_buckets).numpy()
+            columns[f.name + "_xf"] = np.where(values.isin(index), values.map(index).fillna(0), oov).astype(np.int64)
+        else:
+            columns[f.name + "_xf"] = tf.strings.to_hash_bucket_fast(
+                col.fillna("").astype(str).to_numpy(), f.buckets
+            ).numpy()
+    columns["__label"] = df[spec.label.column].to_numpy(np.int64)
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    names = list(columns)
+    for split, mask in (("train", ~is_eval), ("eval", is_eval)):
+        Path(out_dir, split).mkdir(parents=True, exist_ok=True)
+        with tf.io.TFRecordWriter(str(Path(out_dir, split, "part-0.tfrecord.gz")), options) as writer:
+            rows = np.flatnonzero(mask)
+            for i in rows:
+                feature = {}
+                for name in names:
+                    value = columns[name][i]
+                    if isinstance(value, np.floating):
+                        feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+                    else:
+                        feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return {"rows": len(df), "eval_rows": int(is_eval.sum())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--pandas-only", metavar="OUT_DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--warehouse", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.pandas_only:
+        import json
+
+        print("TFPIPE_RESULT " + json.dumps(pandas_script(args.warehouse, args.pandas_only)))
+        return
+
+    figures = []
+    for rows in args.rows:
+        ws = fresh_workspace(f"extract-{rows}")
+        sample_data.generate(
+            ws.warehouse.removeprefix("duckdb://"), DS, days=1, rows_per_day=rows, candidates_per_day=1000
+        )
+        step = ws.step("extract", DS.isoformat(), "extract.lookback_days=0")
+        assert step.result["rows_read"] == rows, step.result
+        script = run_measured(
+            [sys.executable, __file__, "--pandas-only", str(ws.root / "pandas"), "--warehouse", ws.warehouse]
+        )
+        figures.append((rows, rows / step.seconds, step.peak_mb, rows / script.seconds, script.peak_mb))
+        print(
+            f"{rows:,} rows: extract {rows / step.seconds:,.0f} rows/s ({step.seconds:.0f}s, "
+            f"{step.peak_mb:,.0f} MB); pandas script {rows / script.seconds:,.0f} rows/s "
+            f"({script.seconds:.0f}s, {script.peak_mb:,.0f} MB)",
+            flush=True,
+        )
+
+    print("\nrows        extract rows/s  extract MB  pandas rows/s  pandas MB  extract/pandas speed")
+    for rows, rate, mb, prate, pmb in figures:
+        print(f"{rows:<11,} {rate:>14,.0f} {mb:>11,.0f} {prate:>14,.0f} {pmb:>10,.0f} {rate / prate:>20.2f}x")
+    if len(figures) > 1:
+        print(
+            f"\nextract peak memory {figures[-1][0]:,} vs {figures[0][0]:,} rows: {figures[-1][2] / figures[0][2]:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
