@@ -42,6 +42,7 @@ class RunPaths:
     root: str
     pipeline: str
     ds: str
+    trial: str = ""  # a tuning trial trains into its own folder under <ds>/trials/
 
     @property
     def day(self) -> str:
@@ -53,7 +54,16 @@ class RunPaths:
 
     @property
     def model(self) -> str:
-        return join(self.day, "model")
+        return join(self.trials, self.trial, "model") if self.trial else join(self.day, "model")
+
+    @property
+    def trials(self) -> str:
+        return join(self.day, "trials")
+
+    @property
+    def tuned_file(self) -> str:
+        """The tune DAG's best trial: the config the daily runs train with."""
+        return join(self.root, self.pipeline, "tuning", "best.json")
 
     @property
     def serving(self) -> str:

@@ -59,6 +59,7 @@ def _run_params(text: str, overridable: list[str], where: str) -> dict[str, Any]
 
 
 def _context(args: argparse.Namespace) -> Any:
+    from tfpipe_jobs import tuned_config
     from tfpipe_jobs.artifacts import RunPaths
     from tfpipe_jobs.context import JobContext
     from tfpipe_jobs.warehouse import Warehouse
@@ -70,12 +71,16 @@ def _context(args: argparse.Namespace) -> Any:
     run = _run_params(args.run_params, spec.overridable, str(spec.path))
     variant = run.pop("variant", None) or variant
     overrides.update(run)
-    config = resolve_config(spec, variant=variant, overrides=overrides)
+    paths = RunPaths(root=args.artifact_root, pipeline=spec.pipeline, ds=args.ds.isoformat(), trial=args.trial)
+    tuned = None if args.ignore_tuned else tuned_config.read(paths)
+    config = resolve_config(spec, variant=variant, overrides=overrides, tuned=(tuned or {}).get("overrides"))
     return JobContext(
         spec=spec,
         config=config,
         ds=args.ds,
-        paths=RunPaths(root=args.artifact_root, pipeline=spec.pipeline, ds=args.ds.isoformat()),
+        paths=paths,
+        tuned=tuned,
+        overrides=overrides,
         warehouse=Warehouse(args.warehouse),
         runner=args.runner,
         beam_args=tuple(args.beam_arg),
@@ -124,6 +129,12 @@ def _publish_scores(args: argparse.Namespace) -> dict[str, Any]:
     return score_table.publish(_context(args))
 
 
+def _select_trial(args: argparse.Namespace) -> dict[str, Any]:
+    from tfpipe_jobs import tuned_config
+
+    return tuned_config.select(_context(args))
+
+
 def _sample_data(args: argparse.Namespace) -> dict[str, Any]:
     from tfpipe_jobs import sample_data
     from tfpipe_jobs.warehouse import Warehouse
@@ -162,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. train.epochs=5"
         )
         p.add_argument("--run-params", default="", help="JSON of the Airflow run's params (variant, overridable keys)")
+        p.add_argument("--trial", default="", help="tuning trial name: train into <ds>/trials/<name>/")
+        p.add_argument("--ignore-tuned", action="store_true", help="do not apply the tune DAG's best config")
         p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline option")
         p.set_defaults(fn=fn)
 
@@ -172,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     step("publish-model", _publish_model, "bless the new model in the registry (skips if refused)")
     step("score", _score, "score the scoring query with the blessed model")
     step("publish-scores", _publish_scores, "replace the ds partition of the score table")
+    step("select-trial", _select_trial, "pick the best tuning trial of ds; record it as the tuned config")
 
     gen = sub.add_parser("sample-data", help="write the synthetic ctr tables into a DuckDB warehouse")
     gen.add_argument("--warehouse", required=True)

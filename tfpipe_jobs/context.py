@@ -24,6 +24,8 @@ class JobContext:
     warehouse: Warehouse
     runner: str = "DirectRunner"
     beam_args: tuple[str, ...] = ()
+    tuned: dict[str, Any] | None = None  # the tune DAG's best trial, when the config uses it
+    overrides: dict[str, Any] | None = None  # what this run set on top (--set, run params)
 
     @property
     def query_params(self) -> dict[str, Any]:
@@ -37,4 +39,6 @@ class JobContext:
             "variant": self.config.variant,
             "config_hash": self.config.digest(),
             "spec": str(self.spec.path),
+            "trial": self.paths.trial or None,
+            "tuned_from": {k: self.tuned[k] for k in ("ds", "trial")} if self.tuned else None,
         }

@@ -110,7 +110,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         artifacts.copy_tree(artifacts.join(work_dir, "logs"), artifacts.join(out, "logs"))
         artifacts.write_json(
             artifacts.join(out, "config.json"),
-            {**ctx.provenance(), "config": ctx.config.flat(), "cardinalities": cards},
+            {**ctx.provenance(), "config": ctx.config.flat(), "overrides": ctx.overrides or {}, "cardinalities": cards},
         )
         artifacts.write_json(artifacts.join(out, "dataset.json"), dataset_metadata(ctx, cards))
         plot_curves(artifacts.join(out, "metrics.csv"), artifacts.join(out, "curves.png"))

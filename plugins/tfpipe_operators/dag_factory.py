@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 DS = "{{ ds if ds is defined else (dag_run.run_after | ds) }}"
 RUN_PARAMS = "{{ params | tfpipe_run_params }}"
 
+TUNE_STEPS = {"select_trial": "select-trial"}
 STEPS: dict[str, str] = {
     "extract_transform": "extract",
     "train": "train",
@@ -49,6 +50,7 @@ TIMEOUTS = {
     "publish_model": timedelta(minutes=15),
     "batch_score": timedelta(hours=4),
     "publish_scores": timedelta(hours=1),
+    "select_trial": timedelta(minutes=15),
 }
 STEP_DOCS = {
     "extract_transform": "Reads the day's rows (and the look-back) with the spec's SQL, validates their statistics, "
@@ -62,6 +64,8 @@ STEP_DOCS = {
     "model from a newer day is blessed.",
     "batch_score": "Scores every row of the scoring query with the blessed model into `<ds>/scores/`.",
     "publish_scores": "Replaces the day's partition of the score table and updates the latest view.",
+    "select_trial": "Picks the trial with the best eval metric and records it (and the trial table) as the "
+    "pipeline's tuned config, which the daily runs use from then on.",
 }
 CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *"}
 
@@ -114,7 +118,7 @@ def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
 
 def _job_arguments(step: str, spec_path: str, profile: Profile) -> list[str]:
     args = [
-        STEPS[step],
+        {**STEPS, **TUNE_STEPS}[step],
         "--spec",
         spec_path,
         "--ds",
@@ -240,6 +244,92 @@ def build_dag(spec: PipelineSpec, profile: Profile) -> DAG:
     return dag
 
 
+def trial_arguments(spec_path: str, profile: Profile, ds: str, trials: list[dict[str, Any]]) -> list[list[str]]:
+    """One `train` command per trial: its own model folder, its sampled values, no tuned config."""
+    base = _job_arguments("train", spec_path, profile)
+    base[base.index("--ds") + 1] = ds
+    base = base[: base.index("--run-params")]  # a trial's values are exactly the sampled ones
+    out = []
+    for i, trial in enumerate(trials):
+        sets = [x for key, value in trial.items() for x in ("--set", f"{key}={json.dumps(value)}")]
+        out.append([*base, "--trial", f"trial-{i:02d}", "--ignore-tuned", *sets])
+    return out
+
+
+def build_tune_dag(spec: PipelineSpec, profile: Profile) -> DAG:
+    """`<pipeline>_tune`: random search over the spec's search space, trials trained in parallel."""
+    from airflow.sdk import get_current_context, task
+
+    from tfpipe_operators import tuning
+
+    spec_path = _job_spec_path(spec, profile)
+    local_spec_path = str(spec.path)
+    dag = DAG(
+        dag_id=f"{spec.pipeline}_tune",
+        description=f"Hyperparameter search for {spec.pipeline} (random search, trials in parallel)",
+        doc_md=f"### {spec.pipeline}: tuning\n\nSamples `trials` configurations from the spec's `search_space` "
+        "(or the `search_space` param), trains each on the day's data as a mapped task, and records the best "
+        "as the tuned config the daily DAG trains with next.",
+        schedule=None,
+        start_date=datetime.combine(spec.start_date, datetime.min.time(), tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["tfpipe", spec.pipeline, profile.name, "tuning"],
+        params={
+            "trials": Param(4, type="integer", minimum=1, maximum=50, description="number of trials"),
+            "seed": Param(0, type="integer", description="random search seed"),
+            "search_space": Param(
+                None,
+                type=["null", "object"],
+                description="replaces the spec's search_space key by key, e.g. "
+                '{"train.learning_rate": {"log_uniform": [0.001, 0.01]}}',
+            ),
+        },
+        user_defined_filters={"tfpipe_run_params": run_params},
+        default_args={
+            "owner": spec.owner,
+            "retries": spec.retries,
+            "retry_delay": timedelta(minutes=2),
+            "on_failure_callback": callbacks.on_failure,
+        },
+    )
+    with dag:
+        extract = _step("extract_transform", spec, profile, gpus=0)
+
+        @task(task_id="sample_trials")
+        def sample_trials() -> list[list[str]]:
+            context = get_current_context()
+            params = context["params"]
+            ds = str(context.get("ds") or context["dag_run"].run_after.date().isoformat())
+            trials = tuning.sample_trials(
+                load_spec(local_spec_path), int(params["trials"]), int(params["seed"]), params.get("search_space")
+            )
+            return trial_arguments(spec_path, profile, ds, trials)
+
+        trials = sample_trials()
+        train_common: dict[str, Any] = {
+            "task_id": "train",
+            "execution_timeout": TIMEOUTS["train"],
+            "doc_md": "One tuning trial: " + STEP_DOCS["train"],
+        }
+        if profile.is_local:
+            from tfpipe_operators.operators.job import TfpipeJobOperator
+
+            train = TfpipeJobOperator.partial(job_cli=profile.job_cli, **train_common).expand(arguments=trials)
+        else:
+            from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+            from tfpipe_operators.operators.pod import pod_kwargs
+
+            gpus = resolve_config(spec, environ={}).train.gpus
+            train = KubernetesPodOperator.partial(**pod_kwargs(spec, profile, "train", gpus, **train_common)).expand(
+                arguments=trials
+            )
+        select = _step("select_trial", spec, profile, gpus=0)
+        extract >> trials >> train >> select
+    return dag
+
+
 def build_dags(specs_dir: str | Path, profile: Profile | None = None) -> dict[str, DAG]:
     """Every spec under `specs_dir` as a DAG. A broken spec raises: the DagBag shows its error."""
     profile = profile or load_profile()
@@ -252,6 +342,9 @@ def build_dags(specs_dir: str | Path, profile: Profile | None = None) -> dict[st
             errors.append(str(exc))
             continue
         dags[spec.dag_id] = build_dag(spec, profile)
+        if spec.search_space:
+            tune = build_tune_dag(spec, profile)
+            dags[tune.dag_id] = tune
     if errors:
         # Raised after building the good ones would hide them; Airflow shows this as an import error.
         raise SpecError("invalid pipeline spec(s):\n" + "\n".join(errors))

@@ -134,6 +134,7 @@ class PipelineSpec(BaseModel):
     score: dict[str, Any] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     overridable: list[str] = Field(default_factory=list)
+    search_space: dict[str, dict[str, Any]] = Field(default_factory=dict, description="for the tune DAG")
 
     # Filled by load_spec, not by the YAML.
     path: Path = Path()
@@ -199,6 +200,10 @@ def load_spec(path: str | Path) -> PipelineSpec:
             raise SpecError(f"{path}: variants.{variant}: {exc}") from None
     for key in spec.overridable:
         _split_key(key, where=f"{path}: overridable")
+    if spec.search_space:
+        from tfpipe_operators.tuning import search_space
+
+        search_space(spec)
     return spec
 
 
@@ -274,14 +279,20 @@ def resolve_config(
     variant: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    tuned: Mapping[str, Any] | None = None,
 ) -> PipelineConfig:
-    """Merge code defaults, spec, variant, environment and run overrides; validate the result."""
+    """Merge code defaults, spec, variant, tuned values, environment and run overrides; validate.
+
+    `tuned` is what the tune DAG found best for the pipeline: it sits with the spec (the
+    daily runs use it) and below anything a run says.
+    """
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if variant:
         if variant not in spec.variants:
             known = ", ".join(sorted(spec.variants)) or "none"
             raise SpecError(f"{spec.path}: unknown variant '{variant}' (spec defines: {known})")
         layers.append((f"variant {variant}", spec.variants[variant]))
+    layers.append(("tuned config", tuned or {}))
     layers.append(("environment", env_overrides(os.environ if environ is None else environ)))
     layers.append(("run overrides", overrides or {}))
 

@@ -29,6 +29,11 @@ RESOURCES = {
 def job_pod(
     spec: PipelineSpec, profile: Profile, step: str, arguments: list[str], gpus: int, **kwargs: Any
 ) -> KubernetesPodOperator:
+    return KubernetesPodOperator(arguments=arguments, **pod_kwargs(spec, profile, step, gpus, **kwargs))
+
+
+def pod_kwargs(spec: PipelineSpec, profile: Profile, step: str, gpus: int, **kwargs: Any) -> dict[str, Any]:
+    """Everything but the arguments, so a mapped step (tuning trials) can `.partial(...)` it."""
     cpu, memory = RESOURCES.get(step, ("1", "4Gi"))
     limits = {"memory": memory}
     node_selector: dict[str, str] = {}
@@ -39,12 +44,11 @@ def job_pod(
         tolerations.append(k8s.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"))
         if profile.gpu_pool:
             kwargs.setdefault("pool", profile.gpu_pool)
-    return KubernetesPodOperator(
+    return dict(
         name=f"{spec.pipeline}-{step}".replace("_", "-"),
         namespace=profile.k8s_namespace,
         image=profile.job_image,
         cmds=["tfpipe-job"],
-        arguments=arguments,
         labels={"app": "tfpipe", "pipeline": spec.pipeline, "step": step.replace("_", "-")},
         service_account_name=profile.k8s_service_account,
         container_resources=k8s.V1ResourceRequirements(requests={"cpu": cpu, "memory": memory}, limits=limits),

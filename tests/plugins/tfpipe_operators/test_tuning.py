@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tfpipe_operators.dag_factory import build_tune_dag, trial_arguments
+from tfpipe_operators.profiles import Profile, load_profile
+from tfpipe_operators.spec import SpecError, load_spec
+from tfpipe_operators.tuning import sample_trials
+
+
+def test_trials_are_drawn_from_the_space_and_repeatable(ctr_spec_path: Path) -> None:
+    spec = load_spec(ctr_spec_path)
+    trials = sample_trials(spec, 5, seed=3)
+    assert trials == sample_trials(spec, 5, seed=3)
+    assert trials != sample_trials(spec, 5, seed=4)
+    for t in trials:
+        assert set(t) == {"train.learning_rate", "train.embedding_dim", "train.hidden_units"}
+        assert 0.0005 <= t["train.learning_rate"] <= 0.02
+        assert t["train.embedding_dim"] in (4, 8, 16)
+
+
+def test_override_replaces_keys_and_bad_values_are_refused(ctr_spec_path: Path) -> None:
+    spec = load_spec(ctr_spec_path)
+    trials = sample_trials(spec, 3, seed=0, override={"train.embedding_dim": {"int": [2, 3]}})
+    assert all(t["train.embedding_dim"] in (2, 3) for t in trials)
+    with pytest.raises(SpecError, match=r"train\.dropout: Input should be less than 1"):
+        sample_trials(spec, 2, seed=0, override={"train.dropout": {"choice": [1.5]}})
+    with pytest.raises(SpecError, match=r"search_space.train.learning_rate: .*log_uniform bounds \[0, 1\]"):
+        sample_trials(spec, 2, seed=0, override={"train.learning_rate": {"log_uniform": [0, 1]}})
+
+
+def test_bad_search_space_fails_at_load(spec_dir: Path) -> None:
+    raw = yaml.safe_load((spec_dir / "pipeline.yaml").read_text())
+    raw["search_space"] = {"train.nope": {"uniform": [0, 1]}}
+    (spec_dir / "pipeline.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match="'train.nope' is not a config key"):
+        load_spec(spec_dir / "pipeline.yaml")
+
+
+def test_tune_dag_maps_training_over_trials(ctr_spec_path: Path) -> None:
+    spec = load_spec(ctr_spec_path)
+    dag = build_tune_dag(spec, Profile())
+    assert dag.dag_id == "ctr_tune" and dag.schedule is None
+    assert {t.task_id for t in dag.tasks} == {"extract_transform", "sample_trials", "train", "select_trial"}
+    assert type(dag.get_task("train")).__name__ == "MappedOperator"
+    assert dag.get_task("select_trial").upstream_task_ids == {"train"}
+    assert dag.params["trials"] == 4
+    args = trial_arguments(str(ctr_spec_path), Profile(), "2026-11-21", sample_trials(spec, 2, seed=1))
+    assert [a[a.index("--trial") + 1] for a in args] == ["trial-00", "trial-01"]
+    assert all("--ignore-tuned" in a and a[a.index("--ds") + 1] == "2026-11-21" for a in args)
+
+
+def test_gcp_tune_dag_maps_gpu_pods(ctr_spec_path: Path) -> None:
+    env = {
+        "TFPIPE_PROFILE": "gcp",
+        "TFPIPE_GCP_PROJECT": "p",
+        "TFPIPE_JOB_IMAGE": "img:1",
+        "TFPIPE_ARTIFACT_ROOT": "gs://b/a",
+        "TFPIPE_WAREHOUSE": "bigquery://p/d",
+        "TFPIPE_GPU_POOL": "gpu",
+    }
+    dag = build_tune_dag(load_spec(ctr_spec_path), load_profile(env))
+    train = dag.get_task("train")
+    assert train.operator_class.__name__ == "KubernetesPodOperator"
+    assert train.partial_kwargs["pool"] == "gpu"
+    assert train.partial_kwargs["container_resources"].limits["nvidia.com/gpu"] == "1"
