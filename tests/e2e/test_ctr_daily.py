@@ -8,10 +8,7 @@ the scoring query's keys.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from datetime import date
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -20,72 +17,21 @@ DS = "2026-11-21"
 pytestmark = pytest.mark.e2e
 
 
-def _jobs_cli(repo: Path) -> str:
-    cli = os.environ.get("TFPIPE_JOB_CLI") or str(repo / ".venv-jobs" / "bin" / "tfpipe-job")
-    if not Path(cli).exists():
-        pytest.fail(f"the jobs environment's CLI is missing ({cli}); run `make envs` first")
-    return cli
-
-
-def _airflow(env: dict[str, str], *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    airflow = str(Path(os.sys.executable).parent / "airflow")
-    return subprocess.run([airflow, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _json(stdout: str) -> list[dict]:
-    """The CLI's JSON output (Airflow may print warnings on stdout before it)."""
-    return json.loads(next(line for line in reversed(stdout.splitlines()) if line.startswith("[")))
-
-
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    repo = Path(__file__).resolve().parents[2]
-    root = tmp_path_factory.mktemp("e2e")
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(root / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(repo / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "TFPIPE_PROFILE": "local",
-        "TFPIPE_JOB_CLI": _jobs_cli(repo),
-        "TFPIPE_WAREHOUSE": f"duckdb://{root / 'warehouse.duckdb'}",
-        "TFPIPE_ARTIFACT_ROOT": str(root / "artifacts"),
-    }
-    gen = subprocess.run(
-        [
-            env["TFPIPE_JOB_CLI"],
-            "sample-data",
-            "--warehouse",
-            env["TFPIPE_WAREHOUSE"],
-            "--end-date",
-            DS,
-            "--days",
-            "3",
-            "--rows-per-day",
-            "2000",
-            "--candidates-per-day",
-            "500",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert gen.returncode == 0, gen.stderr[-2000:]
-    migrate = _airflow(env, "db", "migrate")
-    assert migrate.returncode == 0, migrate.stderr[-2000:]
-    test = _airflow(env, "dags", "test", "ctr_daily", DS)
-    (root / "dags-test.log").write_text(test.stdout + test.stderr)
-    runs = _airflow(env, "dags", "list-runs", "ctr_daily", "-o", "json")
-    assert runs.returncode == 0, runs.stderr[-2000:]
-    run = _json(runs.stdout)[0]
-    states = _airflow(env, "tasks", "states-for-dag-run", "ctr_daily", run["run_id"], "-o", "json")
+def local_run(deployment_factory) -> dict:
+    deployment = deployment_factory("e2e")
+    deployment.sample_data(DS, days=3, candidates=500)
+    deployment.migrate()
+    test = deployment.airflow("dags", "test", "ctr_daily", DS)
+    (deployment.root / "dags-test.log").write_text(test.stdout + test.stderr)
+    run = deployment.last_run("ctr_daily")
+    states = deployment.task_states("ctr_daily", run["run_id"])
     return {
-        "env": env,
-        "root": root,
+        "env": deployment.env,
+        "root": deployment.root,
         "run": run,
         "log": test.stdout + test.stderr,
-        "states": {t["task_id"]: t["state"] for t in _json(states.stdout)},
+        "states": {task: s[0] for task, s in states.items()},
     }
 
 

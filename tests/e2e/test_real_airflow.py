@@ -46,15 +46,6 @@ class Airflow:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.client = httpx.Client(base_url=self.base, timeout=30)
 
-    def airflow(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(Path(sys.executable).parent / "airflow"), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-
     def start(self, name: str, *args: str) -> None:
         log = (self.root / f"{name}.log").open("wb")
         self.processes[name] = subprocess.Popen(
@@ -106,55 +97,24 @@ class Airflow:
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
-    repo = Path(__file__).resolve().parents[2]
-    root = tmp_path_factory.mktemp("real-airflow")
+def airflow(deployment_factory) -> Iterator[Airflow]:
     port = _free_port()
-    jobs_cli = os.environ.get("TFPIPE_JOB_CLI") or str(repo / ".venv-jobs" / "bin" / "tfpipe-job")
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(root / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(repo / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+    local = deployment_factory(
+        "real-airflow",
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        AIRFLOW__CORE__PARALLELISM="4",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
         # Tasks report to the API server: with a non-default port it must be named here.
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "tfpipe-integration-test-secret",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
-        "TFPIPE_PROFILE": "local",
-        "TFPIPE_JOB_CLI": jobs_cli,
-        "TFPIPE_WAREHOUSE": f"duckdb://{root / 'warehouse.duckdb'}",
-        "TFPIPE_ARTIFACT_ROOT": str(root / "artifacts"),
-    }
-    gen = subprocess.run(
-        [
-            jobs_cli,
-            "sample-data",
-            "--warehouse",
-            env["TFPIPE_WAREHOUSE"],
-            "--end-date",
-            DS.isoformat(),
-            "--days",
-            "6",
-            "--rows-per-day",
-            "2000",
-            "--candidates-per-day",
-            "500",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
+        AIRFLOW__API__PORT=str(port),
+        AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{port}",
+        AIRFLOW__API_AUTH__JWT_SECRET="tfpipe-integration-test-secret",
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+        AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL="5",
     )
-    assert gen.returncode == 0, gen.stderr[-2000:]
-    deployment = Airflow(root, env, port)
-    migrate = deployment.airflow("db", "migrate")
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    local.sample_data(DS.isoformat(), days=6, candidates=500)  # the backfilled days' look-back too
+    local.migrate()
+    deployment = Airflow(local.root, local.env, port)
     try:
         deployment.start("api-server", "api-server", "--port", str(port))
         deployment.start("scheduler", "scheduler")
