@@ -14,6 +14,9 @@ import tensorflow as tf
 from tfpipe_jobs import artifacts
 from tfpipe_operators.features import LABEL_KEY
 
+READ_BUFFER = 1 << 20
+BLOCK = 256
+
 
 def files(data_dir: str, split: str) -> list[str]:
     found = artifacts.glob(artifacts.join(data_dir, split, "part-*"))
@@ -33,15 +36,21 @@ def dataset(
 ) -> tf.data.Dataset:
     """(features dict, label) batches; the label is popped from the transformed features."""
     autotune = tf.data.AUTOTUNE
-    filenames = tf.data.Dataset.from_tensor_slices(file_patterns)
-    if shuffle:
-        filenames = filenames.shuffle(len(file_patterns), seed=seed)
-    records = filenames.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-        cycle_length=min(len(file_patterns), 8),
-        num_parallel_calls=autotune,
-        deterministic=not shuffle or seed is not None,
-    )
+    if len(file_patterns) == 1:
+        # A parallel interleave over one file hands records between threads one by one:
+        # measured 10x slower (39K vs 375K examples/s) than reading the file directly.
+        records = tf.data.TFRecordDataset(file_patterns, compression_type="GZIP", buffer_size=READ_BUFFER)
+    else:
+        filenames = tf.data.Dataset.from_tensor_slices(file_patterns)
+        if shuffle:
+            filenames = filenames.shuffle(len(file_patterns), seed=seed)
+        records = filenames.interleave(
+            lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP", buffer_size=READ_BUFFER),
+            cycle_length=min(len(file_patterns), 8),
+            block_length=BLOCK,  # whole blocks per handoff, not single records
+            num_parallel_calls=autotune,
+            deterministic=not shuffle or seed is not None,
+        )
     if shuffle:
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
