@@ -53,11 +53,8 @@ def _cast(column: pa.Array, raw_type: str, where: str) -> pa.Array:
             return pc.cast(column, pa.int64())
         if pa.types.is_floating(column.type):
             raise SchemaMismatchError(f"{where}: expected a categorical (string or integer) column, got {column.type}")
-        return (
-            pc.cast(column, pa.large_binary())
-            if pa.types.is_large_string(column.type)
-            else pc.cast(pc.cast(column, pa.string()), pa.binary())
-        )
+        # Always plain binary: the TFXIO schema declares list<binary> for categorical features.
+        return pc.cast(pc.cast(column, pa.string()), pa.binary())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise SchemaMismatchError(f"{where}: cannot read {column.type} as {raw_type}: {exc}") from None
 
