@@ -1,7 +1,8 @@
 """The picture evaluate_gate leaves beside its verdict: new vs blessed vs baseline at a glance.
 
 Binary: ROC curves and a calibration (reliability) plot. Regression: predicted vs actual
-and the residual distribution. Multiclass: the new model's confusion matrix.
+and the residual distribution. Multiclass: confusion matrices of the new and blessed models
+side by side, by class name, shaded by the share of each true class (so rare classes show too).
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ def _calibration(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> tuple
     return mean_p, mean_y
 
 
-def plot(task: str, labels: np.ndarray, predictions: dict[str, np.ndarray], path: str) -> None:
+def plot(
+    task: str,
+    labels: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    path: str,
+    class_names: list[str] | None = None,
+) -> None:
     """Write a PNG comparing each named model's predictions on the same eval rows."""
     import matplotlib
 
@@ -67,15 +74,23 @@ def plot(task: str, labels: np.ndarray, predictions: dict[str, np.ndarray], path
         scatter_ax.legend()
         resid_ax.legend()
     else:
-        new = predictions["new"]
-        k = new.shape[1]
-        matrix = np.zeros((k, k), dtype=np.int64)
-        np.add.at(matrix, (labels.astype(np.int64), new.argmax(axis=1)), 1)
-        fig, ax = plt.subplots(figsize=(5, 4.5))
-        ax.imshow(matrix, cmap="Blues")
-        for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=8)
-        ax.set(title="confusion matrix (new model)", xlabel="predicted class", ylabel="true class")
+        models = [m for m in ("new", "blessed") if m in predictions]
+        k = predictions["new"].shape[1]
+        names = list(class_names or []) or [str(i) for i in range(k)]
+        side = 2.2 + 0.45 * k
+        fig, axes = plt.subplots(1, len(models), figsize=(side * len(models), side), squeeze=False)
+        for ax, name in zip(axes[0], models, strict=True):
+            matrix = metrics.confusion_matrix(labels, predictions[name])
+            share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+            ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+            if k <= 20:  # beyond that the numbers are unreadable; the colours still are
+                for (i, j), count in np.ndenumerate(matrix):
+                    colour = "white" if share[i, j] > 0.6 else "black"
+                    ax.text(j, i, str(count), ha="center", va="center", fontsize=8, color=colour)
+            ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
+            ax.set_yticks(range(k), names, fontsize=8)
+            accuracy = metrics.accuracy(labels, predictions[name])
+            ax.set(title=f"{name} model (accuracy {accuracy:.3f})", xlabel="predicted class", ylabel="true class")
     fig.tight_layout()
     with tf.io.gfile.GFile(path, "wb") as f:
         fig.savefig(f, format="png", dpi=90)

@@ -9,6 +9,7 @@ number and the rule that decided, and `eval/verdict` ("blessed" or "refused").
 from __future__ import annotations
 
 import logging
+import posixpath
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import tensorflow as tf
 from tfpipe_jobs import artifacts, evaluation_plots, metrics, registry
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.serving_export.export import SAVED_MODEL_DIR, exported_predictions, read_eval_raw
-from tfpipe_operators.features import LABEL_KEY, Task
+from tfpipe_operators.features import LABEL_KEY, Task, vocabulary_file_for_label
 from tfpipe_operators.spec import LOWER_IS_BETTER, GateConfig
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def baseline_predictions(
     """Label mean (binary, regression) or class frequencies (multiclass), for every row."""
     n = labels.shape[0]
     if task is Task.MULTICLASS:
+        # The eval rows' own class frequencies: the best constant there is, a strict baseline.
         assert num_classes is not None
         freq = np.bincount(labels.astype(np.int64), minlength=num_classes) / max(n, 1)
         return np.tile(freq, (n, 1))
@@ -70,6 +72,66 @@ def decide(
     return ok, reasons
 
 
+def label_vocabulary(data_dir: str) -> list[str]:
+    """Class names in class-id order: the label vocabulary tf.Transform computed with that model's data."""
+    import tensorflow_transform as tft
+
+    names = tft.TFTransformOutput(data_dir).vocabulary_by_name(vocabulary_file_for_label())
+    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names]
+
+
+def class_ids(raw_labels: np.ndarray, names: list[str]) -> np.ndarray:
+    """Raw label strings -> class ids in `names` order; -1 for a label outside the vocabulary."""
+    index = {name: i for i, name in enumerate(names)}
+    decoded = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in raw_labels)
+    return np.fromiter((index.get(v, -1) for v in decoded), dtype=np.int64, count=len(raw_labels))
+
+
+def align_classes(probs: np.ndarray, model_names: list[str], names: list[str], where: str) -> np.ndarray:
+    """A model's probability columns reordered into `names` order.
+
+    Class ids are frequency ranks of each day's own label vocabulary, so the blessed model's
+    column k may be another class than the new model's column k. A class the model never saw
+    gets probability 0.
+    """
+    if len(model_names) > probs.shape[1]:
+        raise ValueError(
+            f"{where}: the label vocabulary has {len(model_names)} classes but the model outputs "
+            f"{probs.shape[1]} probabilities; raise label.num_classes in the spec to at least {len(model_names)}"
+        )
+    column = {name: i for i, name in enumerate(model_names)}
+    out = np.zeros((probs.shape[0], len(names)), dtype=np.float64)
+    for j, name in enumerate(names):
+        if name in column:
+            out[:, j] = probs[:, column[name]]
+    return out
+
+
+def class_report(
+    names: list[str], labels: np.ndarray, predictions: dict[str, np.ndarray], unknown_rows: int
+) -> dict[str, Any]:
+    """Per-class counts, recall and confusion matrices by class name, for evaluation.json."""
+    report: dict[str, Any] = {
+        "names": names,
+        "eval_rows_per_class": dict(zip(names, np.bincount(labels, minlength=len(names)).tolist(), strict=True)),
+        "eval_rows_with_unknown_label": unknown_rows,
+        "confusion_matrix": {"axes": "true class -> predicted class -> rows"},
+        "recall": {},
+        "predicted_rows_per_class": {},
+    }
+    for model, probs in predictions.items():
+        matrix = metrics.confusion_matrix(labels, probs)
+        report["confusion_matrix"][model] = {
+            true: dict(zip(names, row.tolist(), strict=True)) for true, row in zip(names, matrix, strict=True)
+        }
+        support = matrix.sum(axis=1)
+        report["recall"][model] = {
+            name: (round(float(matrix[i, i] / support[i]), 5) if support[i] else None) for i, name in enumerate(names)
+        }
+        report["predicted_rows_per_class"][model] = dict(zip(names, matrix.sum(axis=0).tolist(), strict=True))
+    return report
+
+
 def run(ctx: JobContext) -> dict[str, Any]:
     spec = ctx.spec
     data_dir = artifacts.require_complete(ctx.paths.data, "extract_transform")
@@ -77,15 +139,33 @@ def run(ctx: JobContext) -> dict[str, Any]:
     table = read_eval_raw(data_dir)
     if table.num_rows == 0:
         raise ValueError(f"{spec.pipeline} {ctx.ds}: no eval rows; the gate cannot judge the model")
-    labels = table.column(LABEL_KEY).to_numpy()
+    labels = table.column(LABEL_KEY).to_numpy(zero_copy_only=False)
     task = spec.label.task.value
-    if spec.label.task is Task.MULTICLASS:
-        raise NotImplementedError("the gate does not evaluate multiclass models yet (labels need the label vocabulary)")
+    multiclass = spec.label.task is Task.MULTICLASS
+    names: list[str] = []
+    known = np.ones(labels.shape[0], dtype=bool)
+    if multiclass:
+        names = label_vocabulary(data_dir)
+        labels = class_ids(labels, names)
+        known = labels >= 0
+        if not known.any():
+            raise ValueError(
+                f"{spec.pipeline} {ctx.ds}: none of the {labels.size} eval labels is in the label vocabulary "
+                f"of {data_dir} ({len(names)} classes); the gate cannot judge the model"
+            )
+        labels = labels[known]
 
-    new_pred = exported_predictions(tf.saved_model.load(artifacts.join(serving_dir, SAVED_MODEL_DIR)), spec, table)
+    def predict(serving: str, model_data_dir: str) -> np.ndarray:
+        pred = exported_predictions(tf.saved_model.load(artifacts.join(serving, SAVED_MODEL_DIR)), spec, table)
+        if not multiclass:
+            return pred
+        where = f"{spec.path}: model {serving}"
+        return align_classes(pred[known], label_vocabulary(model_data_dir), names, where)
+
+    new_pred = predict(serving_dir, data_dir)
     stats = artifacts.read_json(artifacts.join(data_dir, "stats.json"))
-    label_mean = float(stats["columns"]["__label"].get("mean") or 0.0)
-    baseline = baseline_predictions(spec.label.task, label_mean, labels, spec.label.num_classes)
+    label_mean = float(stats["columns"]["__label"].get("mean") or 0.0) if not multiclass else 0.0
+    baseline = baseline_predictions(spec.label.task, label_mean, labels, len(names) if multiclass else None)
     results: dict[str, Any] = {
         "new": metrics.task_metrics(task, labels, new_pred),
         "baseline": metrics.task_metrics(task, labels, baseline),
@@ -94,11 +174,17 @@ def run(ctx: JobContext) -> dict[str, Any]:
     current = registry.read_blessed(ctx.paths)
     blessed_metrics = None
     if current is not None:
-        blessed_model = tf.saved_model.load(artifacts.join(current["serving"], SAVED_MODEL_DIR))
-        predictions["blessed"] = exported_predictions(blessed_model, spec, table)
+        # The blessed model's own day holds the label vocabulary it was trained with.
+        blessed_data = artifacts.join(posixpath.dirname(current["serving"].rstrip("/")), "data")
+        predictions["blessed"] = predict(current["serving"], blessed_data)
         blessed_metrics = metrics.task_metrics(task, labels, predictions["blessed"])
         results["blessed"] = blessed_metrics
     ok, reasons = decide(ctx.config.gate, results["new"], results["baseline"], blessed_metrics)
+    if multiclass and not known.all():
+        reasons.append(
+            f"NOTE {int((~known).sum())} of {known.size} eval rows have a label outside the label vocabulary "
+            "(unseen in training) and are left out of every metric"
+        )
     verdict = BLESSED if ok else REFUSED
     evaluation = {
         **ctx.provenance(),
@@ -110,10 +196,14 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "blessed_model": current,
         "candidate": {"serving": ctx.paths.serving},
     }
+    if multiclass:
+        evaluation["classes"] = class_report(
+            names, labels, {k: v for k, v in predictions.items() if k != "baseline"}, int((~known).sum())
+        )
     with artifacts.staged_output(ctx.paths.eval) as out:
         artifacts.write_json(artifacts.join(out, "evaluation.json"), evaluation)
         artifacts.write_text(artifacts.join(out, "verdict"), verdict + "\n")
-        evaluation_plots.plot(task, labels, predictions, artifacts.join(out, "evaluation.png"))
+        evaluation_plots.plot(task, labels, predictions, artifacts.join(out, "evaluation.png"), class_names=names)
     for line in reasons:
         log.info("gate: %s", line)
     log.info("gate: verdict %s for %s %s", verdict.upper(), spec.pipeline, ctx.ds)

@@ -68,6 +68,32 @@ def calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> 
     return float(total / max(labels.size, 1))
 
 
+def macro_auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean one-vs-rest AUC over the classes present in `labels` (a class never seen has no AUC)."""
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    probs = np.asarray(probs, dtype=np.float64)
+    present = [k for k in range(probs.shape[1]) if 0 < np.count_nonzero(labels == k) < labels.size]
+    if not present:
+        raise ValueError(f"macro AUC needs at least two classes in the labels; got {np.unique(labels).tolist()}")
+    return float(np.mean([roc_auc(labels == k, probs[:, k]) for k in present]))
+
+
+def top_k_accuracy(labels: np.ndarray, probs: np.ndarray, k: int) -> float:
+    """Share of rows whose true class is among the `k` most probable ones."""
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    top = np.argsort(-np.asarray(probs, dtype=np.float64), axis=1, kind="stable")[:, :k]
+    return float(np.mean((top == labels[:, None]).any(axis=1)))
+
+
+def confusion_matrix(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """[true class, predicted class] counts of the argmax predictions."""
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    k = probs.shape[1]
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (labels, np.asarray(probs).argmax(axis=1)), 1)
+    return matrix
+
+
 def task_metrics(task: str, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     """All metrics the gate reports for a task."""
     if task == "binary":
@@ -78,7 +104,12 @@ def task_metrics(task: str, labels: np.ndarray, predictions: np.ndarray) -> dict
             "calibration_error": calibration_error(labels, predictions),
         }
     if task == "multiclass":
-        return {"accuracy": accuracy(labels, predictions), "log_loss": log_loss(labels, predictions)}
+        return {
+            "accuracy": accuracy(labels, predictions),
+            "top_2_accuracy": top_k_accuracy(labels, predictions, 2),
+            "log_loss": log_loss(labels, predictions),
+            "macro_auc": macro_auc(labels, predictions),
+        }
     if task == "regression":
         return {"rmse": rmse(labels, predictions), "mae": mae(labels, predictions)}
     raise ValueError(f"unknown task '{task}'")

@@ -62,7 +62,7 @@ class TrainConfig(_Stage):
 
 
 class GateConfig(_Stage):
-    metric: Literal["auc", "log_loss", "accuracy", "rmse", "mae"] = "auc"
+    metric: Literal["auc", "log_loss", "accuracy", "macro_auc", "rmse", "mae"] = "auc"
     min_lift_over_baseline: float = Field(default=0.0, ge=0, description="new must beat the baseline by this")
     max_regression: float = Field(default=0.01, ge=0, description="new may be at most this much worse than blessed")
     min_value: float | None = Field(default=None, description="absolute threshold on the metric")
@@ -316,7 +316,7 @@ def resolve_config(
 _DEFAULT_GATE_METRIC = {"binary": "auc", "multiclass": "accuracy", "regression": "rmse"}
 _TASK_METRICS = {
     "binary": {"auc", "log_loss", "accuracy"},
-    "multiclass": {"accuracy", "log_loss"},
+    "multiclass": {"accuracy", "log_loss", "macro_auc"},
     "regression": {"rmse", "mae"},
 }
 
