@@ -98,6 +98,14 @@ def feature_dtype(feature: Feature) -> pa.DataType:
     return pa.float32() if feature.raw_type == "float" else pa.binary()
 
 
+def typed_column(table: pa.Table | pa.RecordBatch, feature: Feature) -> pa.Array:
+    """One feature's column cast to its raw type (float32 or binary), NULLs kept."""
+    col = table.column(feature.name)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return _cast(col, feature.raw_type, where=f"column '{feature.name}'")
+
+
 def model_inputs(spec: PipelineSpec, table: pa.Table | pa.RecordBatch) -> dict[str, np.ndarray]:
     """Dense NumPy inputs for the exported model's `predict_raw` signature.
 
@@ -106,10 +114,7 @@ def model_inputs(spec: PipelineSpec, table: pa.Table | pa.RecordBatch) -> dict[s
     """
     out: dict[str, np.ndarray] = {}
     for f in spec.features:
-        col = table.column(f.name)
-        if isinstance(col, pa.ChunkedArray):
-            col = col.combine_chunks()
-        typed = _cast(col, f.raw_type, where=f"column '{f.name}'")
+        typed = typed_column(table, f)
         if f.raw_type == "float":
             out[f.name] = typed.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
         else:

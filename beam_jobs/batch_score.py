@@ -18,15 +18,16 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from tfpipe_jobs import artifacts, registry
 from tfpipe_jobs.beam_jobs import arrow_batches
-from tfpipe_jobs.beam_jobs.extract_transform import COUNTERS, ReadWarehouse, _counters
 from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner
+from tfpipe_jobs.beam_jobs.warehouse_source import COUNTERS, ReadWarehouse, counters
 from tfpipe_jobs.context import JobContext
-from tfpipe_operators.features import Task
+from tfpipe_operators.features import FeatureKind, Task
 from tfpipe_operators.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,100 @@ def score_schema(spec: PipelineSpec, key_schema: pa.Schema) -> pa.Schema:
     )
 
 
-class SavedModelHandler(ModelHandler[pa.RecordBatch, pa.Table, Any]):  # type: ignore[misc]
+def string_tensor(column: pa.Array | pa.ChunkedArray) -> Any:
+    """A string column as a tf.string tensor, NULL as b"", without a Python object per row.
+
+    The Arrow data buffer goes to TensorFlow as one bytes value and is cut at the Arrow
+    offsets by `tf.strings.substr` in native code: about 4x faster than building a NumPy
+    object array and converting that (measured on the sample scoring rows).
+    """
+    import tensorflow as tf
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    values = pc.cast(column, pa.large_binary()).fill_null(b"")
+    _, offsets_buffer, data_buffer = values.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=len(values) + 1, offset=values.offset * 8)
+    start, end = int(offsets[0]), int(offsets[-1])
+    data = data_buffer.to_pybytes()[start:end] if data_buffer is not None else b""
+    return tf.strings.substr(tf.constant(data), offsets[:-1] - start, np.diff(offsets))
+
+
+def float_tensor(column: pa.Array | pa.ChunkedArray) -> Any:
+    """A numeric column as float32, NULL as NaN (the signature's missing value)."""
+    import tensorflow as tf
+
+    values = pc.cast(column, pa.float32()).fill_null(np.nan)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return tf.constant(values.to_numpy(zero_copy_only=False))
+
+
+def model_tensors(spec: PipelineSpec, batch: pa.RecordBatch) -> dict[str, Any]:
+    """The `predict_raw` inputs of a warehouse batch (same values as arrow_batches.model_inputs)."""
+    out: dict[str, Any] = {}
+    for f in spec.features:
+        column = arrow_batches.typed_column(batch, f)
+        out[f.name] = float_tensor(column) if f.raw_type == "float" else string_tensor(column)
+    return out
+
+
+def constant_column(value: Any, rows: int, dtype: pa.DataType) -> pa.Array:
+    """One value repeated: built from a one-entry dictionary, not a Python list of `rows` items."""
+    indices = pa.array(np.zeros(rows, dtype=np.int32))
+    return pa.DictionaryArray.from_arrays(indices, pa.array([value], dtype)).cast(dtype)
+
+
+class LoadedModel:
+    """What a worker loads once: the serving signature and the vocabularies it was built on."""
+
+    def __init__(self, saved_model_dir: str, spec: PipelineSpec) -> None:
+        import tensorflow as tf
+
+        self.saved_model = tf.saved_model.load(saved_model_dir)
+        self.predict = self.saved_model.signatures["predict_raw"]
+        self.vocabularies = {
+            f.name: read_vocabulary(artifacts.join(saved_model_dir, "assets", f.vocabulary_file))
+            for f in spec.features
+            if f.kind is FeatureKind.VOCABULARY
+        }
+
+
+def read_vocabulary(path: str) -> pa.Array:
+    """A tf.Transform vocabulary file (one token per line) as a binary array."""
+    lines = artifacts.read_bytes(path).split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return pa.array(lines, pa.binary())
+
+
+def count_missing_and_unseen(spec: PipelineSpec, batch: pa.RecordBatch, vocabularies: dict[str, pa.Array]) -> None:
+    """Rows still get a score when a feature is NULL or a token is outside the vocabulary
+    (the model's missing-value fill and OOV buckets); the counts go to the job's counters."""
+    for f in spec.features:
+        column = batch.column(f.name)
+        if column.null_count:
+            Metrics.counter(COUNTERS, f"missing_{f.name}").inc(column.null_count)
+        vocabulary = vocabularies.get(f.name)
+        if vocabulary is not None:
+            typed = arrow_batches.typed_column(batch, f)
+            known = pc.is_in(typed, value_set=vocabulary)
+            unseen = len(typed) - typed.null_count - int(pc.sum(known).as_py() or 0)
+            if unseen:
+                Metrics.counter(COUNTERS, f"unseen_{f.name}").inc(unseen)
+
+
+class SavedModelHandler(ModelHandler[pa.RecordBatch, pa.Table, LoadedModel]):  # type: ignore[misc]
     """Runs our SavedModel's `predict_raw` signature on whole record batches."""
 
     def __init__(
-        self, saved_model_dir: str, spec: PipelineSpec, schema: pa.Schema, model_version: str, ds: Any
+        self,
+        saved_model_dir: str,
+        spec: PipelineSpec,
+        schema: pa.Schema,
+        model_version: str,
+        ds: Any,
+        scored_at: datetime,
     ) -> None:
         super().__init__()
         self._dir = saved_model_dir
@@ -69,40 +159,43 @@ class SavedModelHandler(ModelHandler[pa.RecordBatch, pa.Table, Any]):  # type: i
         self._schema = schema
         self._version = model_version
         self._ds = ds
+        self._scored_at = scored_at
 
-    def load_model(self) -> Any:
-        import tensorflow as tf
+    def load_model(self) -> LoadedModel:
+        return LoadedModel(self._dir, self._spec)
 
-        return tf.saved_model.load(self._dir)
+    def get_num_bytes(self, batch: Sequence[pa.RecordBatch]) -> int:
+        # The default pickles every batch to measure it.
+        return sum(int(rb.nbytes) for rb in batch)
 
     def batch_elements_kwargs(self) -> dict[str, int]:
         # Each element is already a large record batch: hand them over one at a time.
         return {"min_batch_size": 1, "max_batch_size": 1}
 
     def run_inference(
-        self, batch: Sequence[pa.RecordBatch], model: Any, inference_args: dict[str, Any] | None = None
+        self, batch: Sequence[pa.RecordBatch], model: LoadedModel, inference_args: dict[str, Any] | None = None
     ) -> Iterable[pa.Table]:
-        import tensorflow as tf
-
-        fn = model.signatures["predict_raw"]
-        scored_at = datetime.now(UTC)
         for rb in batch:
-            inputs = {k: tf.constant(v) for k, v in arrow_batches.model_inputs(self._spec, rb).items()}
-            out = fn(**inputs)
+            count_missing_and_unseen(self._spec, rb, model.vocabularies)
+            out = model.predict(**model_tensors(self._spec, rb))
             columns: dict[str, Any] = {k: rb.column(k) for k in self._spec.scoring.keys}
-            task = self._spec.label.task
-            if task is Task.BINARY:
-                columns["probability"] = out["probability"].numpy().astype(np.float64)
-            elif task is Task.MULTICLASS:
-                columns["class_id"] = out["class_id"].numpy()
-                columns["probabilities"] = list(out["probabilities"].numpy())
-            else:
-                columns["value"] = out["value"].numpy().astype(np.float64)
+            columns.update(prediction_columns(self._spec.label.task, out))
             n = rb.num_rows
-            columns["model_version"] = pa.array([self._version] * n, pa.string())
-            columns["ds"] = pa.array([self._ds] * n, pa.date32())
-            columns["scored_at"] = pa.array([scored_at] * n, pa.timestamp("us", tz="UTC"))
+            columns["model_version"] = constant_column(self._version, n, pa.string())
+            columns["ds"] = constant_column(self._ds, n, pa.date32())
+            columns["scored_at"] = constant_column(self._scored_at, n, pa.timestamp("us", tz="UTC"))
             yield pa.Table.from_pydict(columns, schema=self._schema)
+
+
+def prediction_columns(task: Task, outputs: dict[str, Any]) -> dict[str, pa.Array]:
+    if task is Task.BINARY:
+        return {"probability": pa.array(outputs["probability"].numpy().astype(np.float64))}
+    if task is Task.MULTICLASS:
+        probabilities = outputs["probabilities"].numpy().astype(np.float32)
+        classes = probabilities.shape[1]
+        nested = pa.FixedSizeListArray.from_arrays(pa.array(probabilities.reshape(-1)), classes)
+        return {"class_id": pa.array(outputs["class_id"].numpy()), "probabilities": nested.cast(pa.list_(pa.float32()))}
+    return {"value": pa.array(outputs["value"].numpy().astype(np.float64))}
 
 
 class CountRows(beam.DoFn):  # type: ignore[misc]
@@ -138,7 +231,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
     version = registry.model_version(blessed)
     check_unique_keys(ctx)
     schema = score_schema(spec, ctx.warehouse.result_schema(spec.scoring_sql, ctx.query_params))
-    handler = SavedModelHandler(artifacts.join(blessed["serving"], "saved_model"), spec, schema, version, ctx.ds)
+    handler = SavedModelHandler(
+        artifacts.join(blessed["serving"], "saved_model"), spec, schema, version, ctx.ds, datetime.now(UTC)
+    )
 
     with artifacts.staged_output(ctx.paths.scores) as out:
         pipeline = beam.Pipeline(
@@ -149,20 +244,28 @@ def run(ctx: JobContext) -> dict[str, Any]:
             pipeline
             | "Start" >> beam.Create([None])
             | "ReadWarehouse"
-            >> beam.ParDo(ReadWarehouse(ctx.warehouse.url, spec.scoring_sql, ctx.query_params, cfg.score.batch_rows))
-            | "FanOut" >> fan_out(ctx.runner)
-            | "Score" >> RunInference(handler)
-            | "Count" >> beam.ParDo(CountRows())
+            >> beam.ParDo(
+                ReadWarehouse(ctx.warehouse.url, spec.scoring_sql, ctx.query_params, cfg.score.batch_rows, prefetch=2)
+            )
+            | "FanOut" >> fan_out(ctx.runner).with_output_types(pa.RecordBatch)
+            | "Score" >> RunInference(handler).with_output_types(pa.Table)
+            | "Count" >> beam.ParDo(CountRows()).with_output_types(pa.Table)
             | "Write"
             >> beam.io.WriteToParquetBatched(artifacts.join(out, "part"), schema=schema, file_name_suffix=".parquet")
         )
         result = pipeline.run()
         result.wait_until_finish()
-        counts = _counters(result)
+        counts = counters(result)
         read, scored = counts.get("rows_read", 0), counts.get("rows_scored", 0)
         if read != scored:
             raise RuntimeError(f"scored {scored} rows but read {read}; not publishing {ctx.paths.scores}")
         summary = {"rows": scored, "model_version": version, "table": spec.scoring.table, **ctx.provenance()}
         artifacts.write_json(artifacts.join(out, "summary.json"), summary)
+    for name in sorted(counts):
+        kind, _, feature = name.partition("_")
+        if kind in ("missing", "unseen"):
+            what = "NULL" if kind == "missing" else "outside the vocabulary (OOV bucket)"
+            log.info("batch_score: %d rows with %s %s, scored anyway", counts[name], feature, what)
     log.info("batch_score: %d rows scored with model %s -> %s", scored, version, ctx.paths.scores)
-    return {"scores": ctx.paths.scores, "rows": scored, "model_version": version}
+    quality = {k: v for k, v in counts.items() if k.startswith(("missing_", "unseen_"))}
+    return {"scores": ctx.paths.scores, "rows": scored, "model_version": version, **quality}

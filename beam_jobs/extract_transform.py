@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.metrics.metric import Metrics, MetricsFilter
+from apache_beam.metrics.metric import Metrics
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 from tfx_bsl.tfxio import tensor_adapter
@@ -28,28 +28,12 @@ from tfx_bsl.tfxio import tensor_adapter
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.beam_jobs import arrow_batches, data_stats, preprocessing
 from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner
+from tfpipe_jobs.beam_jobs.warehouse_source import COUNTERS, ReadWarehouse, counters
 from tfpipe_jobs.context import JobContext
-from tfpipe_jobs.warehouse import Warehouse
 from tfpipe_operators.features import LABEL_KEY, SPLIT_EVAL, SPLIT_TRAIN
 from tfpipe_operators.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
-COUNTERS = "tfpipe"
-
-
-class ReadWarehouse(beam.DoFn):  # type: ignore[misc]
-    """Runs the source query on the worker and emits its rows as record batches."""
-
-    def __init__(self, warehouse_url: str, sql: str, params: dict[str, Any], batch_rows: int) -> None:
-        self._url = warehouse_url
-        self._sql = sql
-        self._params = params
-        self._batch_rows = batch_rows
-
-    def process(self, _: Any) -> Iterator[pa.RecordBatch]:
-        for batch in Warehouse(self._url).batches(self._sql, self._params, self._batch_rows):
-            Metrics.counter(COUNTERS, "rows_read").inc(batch.num_rows)
-            yield batch
 
 
 class SplitBatch(beam.DoFn):  # type: ignore[misc]
@@ -161,12 +145,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
             result = pipeline.run()
             result.wait_until_finish()
 
-        counts = _counters(result)
+        counts = counters(result)
         metadata_io.write_metadata(
             dataset_metadata.DatasetMetadata.from_feature_spec(preprocessing.raw_feature_spec(spec)),
             artifacts.join(out, "metadata"),
         )
-        artifacts._gfile().rmtree(artifacts.join(out, "tmp"))
+        artifacts.remove_tree(artifacts.join(out, "tmp"))
         if counts.get(f"{SPLIT_TRAIN}_rows", 0) == 0:
             raise data_stats.DataValidationError(f"{spec.pipeline} {ctx.ds}: no training rows after the split/sample")
         stats["splits"] = counts
@@ -180,11 +164,3 @@ def run(ctx: JobContext) -> dict[str, Any]:
         ctx.paths.data,
     )
     return {"data": ctx.paths.data, **counts}
-
-
-def _counters(result: Any) -> dict[str, int]:
-    found = result.metrics().query(MetricsFilter().with_namespace(COUNTERS))["counters"]
-    out: dict[str, int] = {}
-    for counter in found:
-        out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + int(counter.committed or 0)
-    return out

@@ -3,13 +3,17 @@
 Every step writes into a temporary sibling folder and publishes it by renaming it into
 place with `_SUCCESS` inside, so a reader never sees half an output and a rerun of the
 same `ds` replaces the old output instead of adding to it. Readers insist on `_SUCCESS`.
-Paths go through `tf.io.gfile` so the same code serves a local folder and `gs://`.
+Remote paths (`gs://`) go through `tf.io.gfile`; local paths use the standard library,
+so steps that never touch TensorFlow (publishing, the registry) do not pay its import.
 """
 
 from __future__ import annotations
 
+import glob as globbing
 import json
 import logging
+import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +25,38 @@ log = logging.getLogger(__name__)
 SUCCESS = "_SUCCESS"
 
 
-def _gfile() -> Any:
+class _LocalFiles:
+    """The part of `tf.io.gfile`'s interface the steps use, for local paths."""
+
+    GFile = open
+    exists = staticmethod(os.path.exists)
+    rmtree = staticmethod(shutil.rmtree)
+    walk = staticmethod(os.walk)
+
+    @staticmethod
+    def makedirs(path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    @staticmethod
+    def rename(src: str, dst: str, overwrite: bool = False) -> None:
+        if not overwrite and os.path.exists(dst):
+            raise FileExistsError(dst)
+        os.replace(src, dst)
+
+    @staticmethod
+    def copy(src: str, dst: str, overwrite: bool = False) -> None:
+        if not overwrite and os.path.exists(dst):
+            raise FileExistsError(dst)
+        shutil.copyfile(src, dst)
+
+    @staticmethod
+    def glob(pattern: str) -> list[str]:
+        return globbing.glob(pattern)
+
+
+def _gfile(path: str = "") -> Any:
+    if "://" not in path:
+        return _LocalFiles
     import tensorflow as tf
 
     return tf.io.gfile
@@ -87,11 +122,11 @@ class RunPaths:
 
 
 def exists(path: str) -> bool:
-    return bool(_gfile().exists(path))
+    return bool(_gfile(path).exists(path))
 
 
 def is_complete(path: str) -> bool:
-    return bool(_gfile().exists(join(path, SUCCESS)))
+    return bool(_gfile(path).exists(join(path, SUCCESS)))
 
 
 def require_complete(path: str, step: str) -> str:
@@ -106,7 +141,7 @@ def require_complete(path: str, step: str) -> str:
 @contextmanager
 def staged_output(final: str) -> Iterator[str]:
     """Yield a temporary folder; on success publish it as `final` with `_SUCCESS`."""
-    gfile = _gfile()
+    gfile = _gfile(final)
     token = uuid.uuid4().hex[:8]
     tmp = f"{final.rstrip('/')}.tmp-{token}"
     gfile.makedirs(tmp)
@@ -126,13 +161,18 @@ def staged_output(final: str) -> Iterator[str]:
 
 
 def write_text(path: str, text: str) -> None:
-    with _gfile().GFile(path, "w") as f:
+    with _gfile(path).GFile(path, "w") as f:
         f.write(text)
 
 
 def read_text(path: str) -> str:
-    with _gfile().GFile(path, "r") as f:
+    with _gfile(path).GFile(path, "r") as f:
         return str(f.read())
+
+
+def read_bytes(path: str) -> bytes:
+    with _gfile(path).GFile(path, "rb") as f:
+        return bytes(f.read())
 
 
 def write_json(path: str, obj: Any) -> None:
@@ -146,7 +186,7 @@ def read_json(path: str) -> Any:
 def atomic_write_json(path: str, obj: Any) -> None:
     """Replace one small file in one step (write aside, then rename over)."""
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    gfile = _gfile()
+    gfile = _gfile(path)
     gfile.makedirs(path.rsplit("/", 1)[0])
     write_json(tmp, obj)
     gfile.rename(tmp, path, overwrite=True)
@@ -154,7 +194,7 @@ def atomic_write_json(path: str, obj: Any) -> None:
 
 def copy_tree(src: str, dst: str) -> None:
     """Copy a folder (local or gs://), file by file."""
-    gfile = _gfile()
+    gfile = _gfile(src)
     for folder, _, files in gfile.walk(src):
         target = join(dst, folder[len(src.rstrip("/")) :].lstrip("/"))
         gfile.makedirs(target)
@@ -163,4 +203,8 @@ def copy_tree(src: str, dst: str) -> None:
 
 
 def glob(pattern: str) -> list[str]:
-    return sorted(_gfile().glob(pattern))
+    return sorted(_gfile(pattern).glob(pattern))
+
+
+def remove_tree(path: str) -> None:
+    _gfile(path).rmtree(path)

@@ -6,11 +6,18 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import tensorflow as tf
 
 from tfpipe_jobs.beam_jobs.arrow_batches import model_inputs
-from tfpipe_jobs.beam_jobs.batch_score import DuplicateKeysError
+from tfpipe_jobs.beam_jobs.batch_score import (
+    DuplicateKeysError,
+    constant_column,
+    float_tensor,
+    read_vocabulary,
+    string_tensor,
+)
 from tfpipe_jobs.registry import NoBlessedModelError
 from tfpipe_jobs.warehouse import Warehouse
 from tfpipe_operators.spec import load_spec
@@ -73,3 +80,44 @@ def test_duplicate_keys_are_named(ctr_run, spec_dir: Path) -> None:
 def test_no_blessed_model_is_a_clear_error(ctr_warehouse, tmp_path: Path) -> None:
     with pytest.raises(NoBlessedModelError, match="no blessed model for pipeline 'ctr'"):
         ctr_warehouse.run("score", artifacts=str(tmp_path / "empty"))
+
+
+def test_null_and_unseen_features_are_scored_and_counted(ctr_run) -> None:
+    spec = load_spec(ctr_run.spec)
+    scoring = Warehouse(ctr_run.warehouse).table(spec.scoring_sql, {"ds": DS})
+    vocabulary = read_vocabulary(str(ctr_run.day() / "serving" / "saved_model" / "assets" / "vocab_user_id"))
+    users = scoring.column("user_id").combine_chunks()
+    unseen = sum(1 for u in users.to_pylist() if u is not None and u.encode() not in set(vocabulary.to_pylist()))
+    missing_age = scoring.column("user_age").null_count
+    result = ctr_run.results["score"]
+    assert missing_age > 0 and result["missing_user_age"] == missing_age
+    assert result.get("unseen_user_id", 0) == unseen
+    # ... and every one of those rows still has a probability
+    table = _partition(ctr_run)
+    assert np.isfinite(table["probability"]).all() and len(table["probability"]) == scoring.num_rows
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["u1", None, "", "ünïcode", "a much longer token than the others"],
+        [None, None],
+        [],
+    ],
+)
+def test_string_tensor_matches_the_values_with_null_as_empty(values: list) -> None:
+    column = pa.array(["head", *values, "tail"], pa.string()).slice(1, len(values))  # a slice: offset != 0
+    got = string_tensor(column).numpy().tolist()
+    assert got == [(v or "").encode() for v in values]
+
+
+def test_float_tensor_turns_null_into_nan() -> None:
+    got = float_tensor(pa.chunked_array([[1, None], [3]], pa.int64())).numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, [1.0, np.nan, 3.0])
+
+
+def test_constant_column_has_the_type_and_length() -> None:
+    column = constant_column(DS, 3, pa.date32())
+    assert column.type == pa.date32() and column.to_pylist() == [DS, DS, DS]
+    assert constant_column("v1", 0, pa.string()).to_pylist() == []
