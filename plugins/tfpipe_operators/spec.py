@@ -72,9 +72,18 @@ class ScoreConfig(_Stage):
     batch_rows: int = Field(default=4096, ge=1, le=1 << 20)
 
 
+class ExportConfig(_Stage):
+    optimize: bool = Field(default=True, description="Grappler passes over the whole frozen serving graph")
+    xla: bool = Field(
+        default=False, description="XLA-compile the model's dense part (compiles once per new batch size)"
+    )
+    xla_tolerance: float = Field(default=1e-4, gt=0, le=1, description="max |diff| allowed when export.xla is on")
+
+
 STAGES: dict[str, type[_Stage]] = {
     "extract": ExtractConfig,
     "train": TrainConfig,
+    "export": ExportConfig,
     "gate": GateConfig,
     "score": ScoreConfig,
 }
@@ -130,6 +139,7 @@ class PipelineSpec(BaseModel):
     scoring: Scoring
     extract: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
+    export: dict[str, Any] = Field(default_factory=dict)
     gate: dict[str, Any] = Field(default_factory=dict)
     score: dict[str, Any] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -226,6 +236,7 @@ class PipelineConfig(BaseModel):
 
     extract: ExtractConfig
     train: TrainConfig
+    export: ExportConfig
     gate: GateConfig
     score: ScoreConfig
     variant: str | None = None
