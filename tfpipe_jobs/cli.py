@@ -87,10 +87,17 @@ def _context(args: argparse.Namespace) -> Any:
     )
 
 
+def _with_beam_job(result: dict[str, Any]) -> dict[str, Any]:
+    """Add the Dataflow job id the step launched (gcp), so XCom and the UI link can name it."""
+    from tfpipe_jobs.beam_jobs import runner
+
+    return {**result, **runner.launched_jobs()}
+
+
 def _extract(args: argparse.Namespace) -> dict[str, Any]:
     from tfpipe_jobs.beam_jobs import extract_transform
 
-    return extract_transform.run(_context(args))
+    return _with_beam_job(extract_transform.run(_context(args)))
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,7 +127,7 @@ def _publish_model(args: argparse.Namespace) -> dict[str, Any]:
 def _score(args: argparse.Namespace) -> dict[str, Any]:
     from tfpipe_jobs.beam_jobs import batch_score
 
-    return batch_score.run(_context(args))
+    return _with_beam_job(batch_score.run(_context(args)))
 
 
 def _publish_scores(args: argparse.Namespace) -> dict[str, Any]:

@@ -117,7 +117,7 @@ def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
 
 
 def _job_arguments(step: str, spec_path: str, profile: Profile) -> list[str]:
-    args = [
+    return [
         {**STEPS, **TUNE_STEPS}[step],
         "--spec",
         spec_path,
@@ -132,16 +132,6 @@ def _job_arguments(step: str, spec_path: str, profile: Profile) -> list[str]:
         "--run-params",
         RUN_PARAMS,
     ]
-    if not profile.is_local and step in ("extract_transform", "batch_score"):
-        for opt in (
-            f"--project={profile.gcp_project}",
-            f"--region={profile.gcp_region}",
-            f"--sdk_container_image={profile.job_image}",
-            f"--service_account_email={profile.k8s_service_account}@{profile.gcp_project}.iam.gserviceaccount.com",
-            f"--temp_location={profile.temp_location or profile.artifact_root + '/tmp'}",
-        ):
-            args += ["--beam-arg", opt]
-    return args
 
 
 def _job_spec_path(spec: PipelineSpec, profile: Profile) -> str:
@@ -205,9 +195,10 @@ def _step(step: str, spec: PipelineSpec, profile: Profile, gpus: int) -> BaseOpe
         # scoring then uses the previously blessed model, so the table stays fresh.
         common["trigger_rule"] = "none_failed"
     if profile.is_local:
-        from tfpipe_operators.operators.job import TfpipeJobOperator
+        from tfpipe_operators.operators.job import TfpipeJobOperator, TfpipeTrainJobOperator
 
-        return TfpipeJobOperator(job_cli=profile.job_cli, arguments=arguments, **common)
+        operator = TfpipeTrainJobOperator if step == "train" else TfpipeJobOperator
+        return operator(job_cli=profile.job_cli, arguments=arguments, **common)
     from tfpipe_operators.operators.pod import job_pod
 
     return job_pod(spec, profile, step, arguments, gpus=gpus if step == "train" else 0, **common)
@@ -313,16 +304,14 @@ def build_tune_dag(spec: PipelineSpec, profile: Profile) -> DAG:
             "doc_md": "One tuning trial: " + STEP_DOCS["train"],
         }
         if profile.is_local:
-            from tfpipe_operators.operators.job import TfpipeJobOperator
+            from tfpipe_operators.operators.job import TfpipeTrainJobOperator
 
-            train = TfpipeJobOperator.partial(job_cli=profile.job_cli, **train_common).expand(arguments=trials)
+            train = TfpipeTrainJobOperator.partial(job_cli=profile.job_cli, **train_common).expand(arguments=trials)
         else:
-            from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-
-            from tfpipe_operators.operators.pod import pod_kwargs
+            from tfpipe_operators.operators.pod import TfpipeTrainPodOperator, pod_kwargs
 
             gpus = resolve_config(spec, environ={}).train.gpus
-            train = KubernetesPodOperator.partial(**pod_kwargs(spec, profile, "train", gpus, **train_common)).expand(
+            train = TfpipeTrainPodOperator.partial(**pod_kwargs(spec, profile, "train", gpus, **train_common)).expand(
                 arguments=trials
             )
         select = _step("select_trial", spec, profile, gpus=0)

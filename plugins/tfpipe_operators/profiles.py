@@ -37,11 +37,49 @@ class Profile(BaseModel):
     kubernetes_conn_id: str = "kubernetes_default"
     gpu_accelerator: str = "nvidia-l4"
     gpu_pool: str = ""
+    gcp_conn_id: str = "google_cloud_default"
+    # Dataflow (extract and score in gcp). The SDK container is its own image: Dataflow starts
+    # it through Beam's boot binary, which the job image (entrypoint tfpipe-job) does not run.
+    dataflow_image: str = ""
+    dataflow_machine_type: str = "n2-standard-4"
+    dataflow_max_workers: int = Field(default=10, ge=1, le=1000)
+    dataflow_service_account: str = Field(default="", pattern=r"^$|^[^@\s]+@[^@\s]+$")
     temp_location: str = ""
+    staging_location: str = ""
 
     @property
     def is_local(self) -> bool:
         return self.name == "local"
+
+    @property
+    def dataflow_temp_location(self) -> str:
+        return self.temp_location or f"{self.artifact_root.rstrip('/')}/_dataflow/tmp"
+
+    @property
+    def dataflow_staging_location(self) -> str:
+        return self.staging_location or f"{self.artifact_root.rstrip('/')}/_dataflow/staging"
+
+    def dataflow_args(self, job_name: str) -> list[str]:
+        """The DataflowRunner options of one step (the job passes them to Beam as `--beam-arg`s).
+
+        `job_name` is unique per DAG, task, day and try, so the task can cancel its job by
+        name even before the job has reported its id.
+        """
+        account = self.dataflow_service_account or (
+            f"{self.k8s_service_account}@{self.gcp_project}.iam.gserviceaccount.com"
+        )
+        return [
+            f"--project={self.gcp_project}",
+            f"--region={self.gcp_region}",
+            f"--job_name={job_name}",
+            f"--sdk_container_image={self.dataflow_image}",
+            f"--machine_type={self.dataflow_machine_type}",
+            f"--max_num_workers={self.dataflow_max_workers}",
+            f"--service_account_email={account}",
+            f"--temp_location={self.dataflow_temp_location}",
+            f"--staging_location={self.dataflow_staging_location}",
+            "--labels=app=tfpipe",
+        ]
 
 
 _ENV = {
@@ -59,7 +97,13 @@ _ENV = {
     "TFPIPE_KUBERNETES_CONN_ID": "kubernetes_conn_id",
     "TFPIPE_GPU_ACCELERATOR": "gpu_accelerator",
     "TFPIPE_GPU_POOL": "gpu_pool",
+    "TFPIPE_GCP_CONN_ID": "gcp_conn_id",
+    "TFPIPE_DATAFLOW_IMAGE": "dataflow_image",
+    "TFPIPE_DATAFLOW_MACHINE_TYPE": "dataflow_machine_type",
+    "TFPIPE_DATAFLOW_MAX_WORKERS": "dataflow_max_workers",
+    "TFPIPE_DATAFLOW_SERVICE_ACCOUNT": "dataflow_service_account",
     "TFPIPE_TEMP_LOCATION": "temp_location",
+    "TFPIPE_STAGING_LOCATION": "staging_location",
 }
 
 
@@ -74,12 +118,20 @@ def load_profile(environ: Mapping[str, str] | None = None) -> Profile:
         raise ProfileError("invalid tfpipe profile settings: " + "; ".join(msgs)) from None
     if profile.name == "gcp":
         missing = [
-            var for var, field in _ENV.items() if field in ("gcp_project", "job_image") and not getattr(profile, field)
+            var
+            for var, field in _ENV.items()
+            if field in ("gcp_project", "job_image", "dataflow_image") and not getattr(profile, field)
         ]
         if not profile.artifact_root.startswith("gs://"):
             missing.append("TFPIPE_ARTIFACT_ROOT (a gs:// prefix)")
         if not profile.warehouse.startswith("bigquery://"):
             missing.append("TFPIPE_WAREHOUSE (bigquery://project/dataset)")
+        for var, location in (
+            ("TFPIPE_TEMP_LOCATION", profile.temp_location),
+            ("TFPIPE_STAGING_LOCATION", profile.staging_location),
+        ):
+            if location and not location.startswith("gs://"):
+                missing.append(f"{var} (a gs:// prefix, got {location!r})")
         if missing:
             raise ProfileError("profile gcp needs: " + ", ".join(missing))
     return profile

@@ -26,6 +26,11 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["tfpipe_operators.hooks.job_command", "tfpipe_operators.hooks.duckdb_warehouse"],
             }
         ],
+        "extra-links": [
+            "tfpipe_operators.links.DataflowJobLink",
+            "tfpipe_operators.links.PodLogsLink",
+            "tfpipe_operators.links.TensorBoardLink",
+        ],
         "integrations": [
             {"integration-name": "tfpipe", "external-doc-url": "https://pypi.org/project/tfpipe/", "tags": ["software"]}
         ],

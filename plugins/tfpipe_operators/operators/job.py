@@ -9,6 +9,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from tfpipe_operators.hooks.job_command import JobCommandHook
+from tfpipe_operators.links import TensorBoardLink
 
 EXIT_SKIP = 99
 
@@ -44,3 +45,9 @@ class TfpipeJobOperator(BaseOperator):  # type: ignore[misc]
     def on_kill(self) -> None:
         if self._hook is not None:
             self._hook.kill()
+
+
+class TfpipeTrainJobOperator(TfpipeJobOperator):
+    """The local `train` step: the same command, with a TensorBoard link to the model's logs."""
+
+    operator_extra_links = (TensorBoardLink(),)

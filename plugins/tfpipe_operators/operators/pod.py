@@ -4,15 +4,23 @@
 toleration); the other steps run the same image on CPU (extract and score launch
 Dataflow jobs from there). Pods run as non-root, stream logs to the task log, are
 deleted once succeeded (kept on failure for inspection) and can defer while running.
+
+Stopping a Dataflow step stops its Dataflow job twice over: the task's `on_kill` cancels
+the job by its name (unique per DAG, task, day and try), and the job process cancels it on
+the SIGTERM it gets when the pod is deleted (which is what happens to a deferred task: the
+trigger deletes the pod).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import BaseOperatorLink, Context
 from kubernetes.client import models as k8s
 
+from tfpipe_operators.links import DataflowJobLink, PodLogsLink, TensorBoardLink
 from tfpipe_operators.profiles import Profile
 from tfpipe_operators.spec import PipelineSpec
 
@@ -26,10 +34,88 @@ RESOURCES = {
 }
 
 
+DATAFLOW_STEPS = ("extract_transform", "batch_score")
+
+
+class TfpipePodOperator(KubernetesPodOperator):  # type: ignore[misc]
+    """One job command in a pod, with a link to its logs in Cloud Logging."""
+
+    operator_extra_links: tuple[BaseOperatorLink, ...] = (PodLogsLink(),)
+
+    def __init__(self, *, gcp_project: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gcp_project = gcp_project
+
+
+class TfpipeTrainPodOperator(TfpipePodOperator):
+    """The `train` pod: also links the model's TensorBoard logs."""
+
+    operator_extra_links = (PodLogsLink(), TensorBoardLink())
+
+
+class DataflowPodOperator(TfpipePodOperator):
+    """A pod that launches a Dataflow job: links the job and cancels it when the task is killed."""
+
+    template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, "dataflow_job_name")
+    operator_extra_links = (PodLogsLink(), DataflowJobLink())
+
+    def __init__(
+        self, *, dataflow_job_name: str, dataflow_region: str, gcp_conn_id: str = "google_cloud_default", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataflow_job_name = dataflow_job_name
+        self.dataflow_region = dataflow_region
+        self.gcp_conn_id = gcp_conn_id
+
+    @property
+    def dataflow_project(self) -> str:
+        return str(self.gcp_project)
+
+    def execute(self, context: Context) -> Any:
+        DataflowJobLink.persist(context, self)
+        return super().execute(context)
+
+    def on_kill(self) -> None:
+        super().on_kill()  # deletes the pod: its SIGTERM makes the job cancel too
+        self.cancel_dataflow_job()
+
+    def cancel_dataflow_job(self) -> None:
+        """Cancel the running job(s) of this task's name; a no-op when none is running."""
+        from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
+
+        # cancel_timeout=None: request the cancel and return; on_kill must not wait minutes.
+        hook = DataflowHook(gcp_conn_id=self.gcp_conn_id, cancel_timeout=None)
+        self.log.info(
+            "Cancelling Dataflow job %s in %s/%s", self.dataflow_job_name, self.gcp_project, self.dataflow_region
+        )
+        hook.cancel_job(project_id=self.gcp_project, job_name=self.dataflow_job_name, location=self.dataflow_region)
+
+
+def dataflow_job_name(dag_id: str, task_id: str) -> str:
+    """A Dataflow job name template unique per DAG, task, day and try (lower case, digits, '-').
+
+    The try number is zero-padded and last, so no name is a prefix of another's (the
+    Google provider cancels by name prefix).
+    """
+    base = "".join(c if c.isalnum() else "-" for c in f"tfpipe-{dag_id}-{task_id}".lower())
+    return base + "-{{ ds_nodash }}-t{{ '%02d' % ti.try_number }}"
+
+
 def job_pod(
     spec: PipelineSpec, profile: Profile, step: str, arguments: list[str], gpus: int, **kwargs: Any
 ) -> KubernetesPodOperator:
-    return KubernetesPodOperator(arguments=arguments, **pod_kwargs(spec, profile, step, gpus, **kwargs))
+    common = pod_kwargs(spec, profile, step, gpus, **kwargs)
+    if step in DATAFLOW_STEPS:
+        job_name = dataflow_job_name(spec.dag_id, step)
+        return DataflowPodOperator(
+            arguments=[*arguments, *(x for opt in profile.dataflow_args(job_name) for x in ("--beam-arg", opt))],
+            dataflow_job_name=job_name,
+            dataflow_region=profile.gcp_region,
+            gcp_conn_id=profile.gcp_conn_id,
+            **common,
+        )
+    operator = TfpipeTrainPodOperator if step == "train" else TfpipePodOperator
+    return operator(arguments=arguments, **common)
 
 
 def pod_kwargs(spec: PipelineSpec, profile: Profile, step: str, gpus: int, **kwargs: Any) -> dict[str, Any]:
@@ -45,6 +131,7 @@ def pod_kwargs(spec: PipelineSpec, profile: Profile, step: str, gpus: int, **kwa
         if profile.gpu_pool:
             kwargs.setdefault("pool", profile.gpu_pool)
     return dict(
+        gcp_project=profile.gcp_project,
         name=f"{spec.pipeline}-{step}".replace("_", "-"),
         namespace=profile.k8s_namespace,
         image=profile.job_image,

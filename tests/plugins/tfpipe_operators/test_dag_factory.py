@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
 from tfpipe_operators.dag_factory import STEPS, build_dag, build_dags, run_params, trigger_params
 from tfpipe_operators.profiles import Profile, ProfileError, load_profile
@@ -17,6 +18,7 @@ GCP_ENV = {
     "TFPIPE_ARTIFACT_ROOT": "gs://acme-ml-tfpipe/artifacts",
     "TFPIPE_WAREHOUSE": "bigquery://acme-ml/analytics",
     "TFPIPE_JOB_SPECS_DIR": "/opt/tfpipe/pipelines",
+    "TFPIPE_DATAFLOW_IMAGE": "europe-docker.pkg.dev/acme-ml/tfpipe/dataflow:0.1.0",
 }
 
 
@@ -37,7 +39,10 @@ def test_local_dag_has_the_design_chain(ctr_spec_path: Path) -> None:
     assert dag.max_active_runs == 2
     assert dag.catchup is False
     assert dag.get_task("batch_score").trigger_rule == "none_failed"
-    assert {type(t).__name__ for t in dag.tasks if t.task_id != "wait_for_source"} == {"TfpipeJobOperator"}
+    assert {type(t).__name__ for t in dag.tasks if t.task_id != "wait_for_source"} == {
+        "TfpipeJobOperator",
+        "TfpipeTrainJobOperator",
+    }
     train = dag.get_task("train")
     assert train.retries == 1
     assert train.arguments[:2] == ["train", "--spec"]
@@ -84,17 +89,30 @@ def test_gcp_profile_uses_pods_and_bigquery(ctr_spec_path: Path) -> None:
     dag = build_dag(load_spec(ctr_spec_path), load_profile(GCP_ENV))
     assert _chain(dag) == CHAIN  # same task ids in both profiles
     assert type(dag.get_task("wait_for_source")).__name__ == "BigQueryTablePartitionExistenceSensor"
-    assert {type(dag.get_task(s)).__name__ for s in STEPS} == {"KubernetesPodOperator"}
+    assert all(isinstance(dag.get_task(s), KubernetesPodOperator) for s in STEPS)
+    assert {s for s in STEPS if type(dag.get_task(s)).__name__ == "DataflowPodOperator"} == {
+        "extract_transform",
+        "batch_score",
+    }
     extract = dag.get_task("extract_transform")
     assert "--runner" in extract.arguments and "/opt/tfpipe/pipelines/ctr/pipeline.yaml" in extract.arguments
-    assert any(a.startswith("--sdk_container_image=europe-docker") for a in extract.arguments)
+    assert "--sdk_container_image=europe-docker.pkg.dev/acme-ml/tfpipe/dataflow:0.1.0" in extract.arguments
+    assert not any(a.startswith("--sdk_container_image") for a in dag.get_task("train").arguments)
 
 
 def test_gcp_profile_without_settings_is_refused() -> None:
-    with pytest.raises(ProfileError, match="profile gcp needs: TFPIPE_GCP_PROJECT, TFPIPE_JOB_IMAGE"):
+    with pytest.raises(
+        ProfileError, match="profile gcp needs: TFPIPE_GCP_PROJECT, TFPIPE_JOB_IMAGE, TFPIPE_DATAFLOW_IMAGE"
+    ):
         load_profile({"TFPIPE_PROFILE": "gcp"})
     with pytest.raises(ProfileError, match="TFPIPE_PROFILE"):
         load_profile({"TFPIPE_PROFILE": "aws"})
+    with pytest.raises(ProfileError, match="TFPIPE_DATAFLOW_MAX_WORKERS: Input should be greater than or equal to 1"):
+        load_profile({**GCP_ENV, "TFPIPE_DATAFLOW_MAX_WORKERS": "0"})
+    with pytest.raises(ProfileError, match="TFPIPE_DATAFLOW_SERVICE_ACCOUNT"):
+        load_profile({**GCP_ENV, "TFPIPE_DATAFLOW_SERVICE_ACCOUNT": "not an email"})
+    with pytest.raises(ProfileError, match=r"TFPIPE_STAGING_LOCATION \(a gs:// prefix, got '/tmp/staging'\)"):
+        load_profile({**GCP_ENV, "TFPIPE_STAGING_LOCATION": "/tmp/staging"})
 
 
 def test_broken_spec_is_an_import_error_naming_it(spec_dir: Path) -> None:

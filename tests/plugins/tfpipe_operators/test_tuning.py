@@ -61,9 +61,10 @@ def test_gcp_tune_dag_maps_gpu_pods(ctr_spec_path: Path) -> None:
         "TFPIPE_ARTIFACT_ROOT": "gs://b/a",
         "TFPIPE_WAREHOUSE": "bigquery://p/d",
         "TFPIPE_GPU_POOL": "gpu",
+        "TFPIPE_DATAFLOW_IMAGE": "dataflow:1",
     }
     dag = build_tune_dag(load_spec(ctr_spec_path), load_profile(env))
     train = dag.get_task("train")
-    assert train.operator_class.__name__ == "KubernetesPodOperator"
+    assert train.operator_class.__name__ == "TfpipeTrainPodOperator"
     assert train.partial_kwargs["pool"] == "gpu"
     assert train.partial_kwargs["container_resources"].limits["nvidia.com/gpu"] == "1"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import kubernetes_validate
+from googleapiclient.discovery import build
+from googleapiclient.http import HttpMockSequence
 from kubernetes.client import ApiClient
 
 from tfpipe_operators.dag_factory import build_dag
@@ -18,6 +22,7 @@ ENV = {
     "TFPIPE_ARTIFACT_ROOT": "gs://acme-ml-tfpipe/artifacts",
     "TFPIPE_WAREHOUSE": "bigquery://acme-ml/analytics",
     "TFPIPE_GPU_POOL": "gpu",
+    "TFPIPE_DATAFLOW_IMAGE": "europe-docker.pkg.dev/acme-ml/tfpipe/dataflow:0.1.0",
 }
 K8S_VERSION = "1.33.0"
 
@@ -63,3 +68,68 @@ def test_pod_operator_settings(ctr_spec_path: Path) -> None:
     assert train.get_logs is True
     assert train.pool == "gpu"
     assert dag.get_task("extract_transform").pool != "gpu"
+
+
+def _rendered(task_id: str, ctr_spec_path: Path, try_number: int = 1):
+    dag = build_dag(load_spec(ctr_spec_path), load_profile(ENV))
+    op = dag.get_task(task_id)
+    context = {"ds": "2026-11-21", "ds_nodash": "20261121", "ti": SimpleNamespace(try_number=try_number), "params": {}}
+    op.render_template_fields(context)
+    return op
+
+
+def test_dataflow_steps_pass_the_rendered_job_name_and_options(ctr_spec_path: Path) -> None:
+    op = _rendered("batch_score", ctr_spec_path, try_number=3)
+    assert op.dataflow_job_name == "tfpipe-ctr-daily-batch-score-20261121-t03"
+    beam_args = [op.arguments[i + 1] for i, a in enumerate(op.arguments) if a == "--beam-arg"]
+    assert "--job_name=tfpipe-ctr-daily-batch-score-20261121-t03" in beam_args
+    assert f"--sdk_container_image={ENV['TFPIPE_DATAFLOW_IMAGE']}" in beam_args  # not the job image
+    assert "--staging_location=gs://acme-ml-tfpipe/artifacts/_dataflow/staging" in beam_args
+
+
+class RecordingHttp(HttpMockSequence):
+    """The Dataflow REST API's HTTP transport, answering from a script and recording requests."""
+
+
+def test_on_kill_cancels_the_dataflow_job_by_its_name(ctr_spec_path: Path, monkeypatch) -> None:
+    from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
+
+    op = _rendered("extract_transform", ctr_spec_path)
+    jobs = {
+        "jobs": [
+            {
+                "id": "job-run",
+                "name": "tfpipe-ctr-daily-extract-transform-20261121-t01",
+                "currentState": "JOB_STATE_RUNNING",
+                "type": "JOB_TYPE_BATCH",
+            },
+            {
+                "id": "job-old",
+                "name": "tfpipe-ctr-daily-extract-transform-20261120-t01",
+                "currentState": "JOB_STATE_RUNNING",
+                "type": "JOB_TYPE_BATCH",
+            },
+            {
+                "id": "job-done",
+                "name": "tfpipe-ctr-daily-extract-transform-20261121-t01",
+                "currentState": "JOB_STATE_DONE",
+                "type": "JOB_TYPE_BATCH",
+            },
+        ]
+    }
+    http = RecordingHttp([({"status": "200"}, json.dumps(jobs)), ({"status": "200"}, json.dumps({"id": "job-run"}))])
+    used: list[DataflowHook] = []
+
+    def client(hook: DataflowHook):
+        used.append(hook)
+        return build("dataflow", "v1b3", http=http, static_discovery=True)
+
+    monkeypatch.setattr(DataflowHook, "get_conn", client)
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", '{"conn_type": "google_cloud_platform"}')
+    op.on_kill()  # no pod created yet: nothing to delete, the job is still cancelled
+
+    assert used[0].gcp_conn_id == "google_cloud_default"
+    (list_uri, list_method, _, _), (update_uri, update_method, body, _) = http.request_sequence
+    assert list_method == "GET" and "/projects/acme-ml/locations/us-central1/jobs" in list_uri
+    assert update_method == "PUT" and "/projects/acme-ml/locations/us-central1/jobs/job-run" in update_uri
+    assert json.loads(body) == {"requestedState": "JOB_STATE_CANCELLED"}
