@@ -9,7 +9,6 @@ number and the rule that decided, and `eval/verdict` ("blessed" or "refused").
 from __future__ import annotations
 
 import logging
-import posixpath
 from typing import Any
 
 import numpy as np
@@ -72,12 +71,20 @@ def decide(
     return ok, reasons
 
 
-def label_vocabulary(data_dir: str) -> list[str]:
-    """Class names in class-id order: the label vocabulary tf.Transform computed with that model's data."""
-    import tensorflow_transform as tft
+def label_vocabulary(saved_model_dir: str) -> list[str]:
+    """Class names in class-id order, from the model's own copy of the label vocabulary.
 
-    names = tft.TFTransformOutput(data_dir).vocabulary_by_name(vocabulary_file_for_label())
-    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names]
+    tf.Transform's label vocabulary travels inside the exported SavedModel as an asset, so
+    a blessed model from another day is read with the classes it was trained on, whatever
+    has happened to that day's data folder since.
+    """
+    path = artifacts.join(saved_model_dir, "assets", vocabulary_file_for_label())
+    if not artifacts.exists(path):
+        raise artifacts.MissingArtifactError(
+            f"{path} does not exist: the SavedModel carries no label vocabulary, so its class ids cannot be "
+            "named (was it exported from a multiclass pipeline by export_serving_model?)"
+        )
+    return artifacts.read_text(path).splitlines()
 
 
 def class_ids(raw_labels: np.ndarray, names: list[str]) -> np.ndarray:
@@ -145,7 +152,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     names: list[str] = []
     known = np.ones(labels.shape[0], dtype=bool)
     if multiclass:
-        names = label_vocabulary(data_dir)
+        names = label_vocabulary(artifacts.join(serving_dir, SAVED_MODEL_DIR))
         labels = class_ids(labels, names)
         known = labels >= 0
         if not known.any():
@@ -155,14 +162,14 @@ def run(ctx: JobContext) -> dict[str, Any]:
             )
         labels = labels[known]
 
-    def predict(serving: str, model_data_dir: str) -> np.ndarray:
-        pred = exported_predictions(tf.saved_model.load(artifacts.join(serving, SAVED_MODEL_DIR)), spec, table)
+    def predict(serving: str) -> np.ndarray:
+        saved_model = artifacts.join(serving, SAVED_MODEL_DIR)
+        pred = exported_predictions(tf.saved_model.load(saved_model), spec, table)
         if not multiclass:
             return pred
-        where = f"{spec.path}: model {serving}"
-        return align_classes(pred[known], label_vocabulary(model_data_dir), names, where)
+        return align_classes(pred[known], label_vocabulary(saved_model), names, where=f"model {saved_model}")
 
-    new_pred = predict(serving_dir, data_dir)
+    new_pred = predict(serving_dir)
     stats = artifacts.read_json(artifacts.join(data_dir, "stats.json"))
     label_mean = float(stats["columns"]["__label"].get("mean") or 0.0) if not multiclass else 0.0
     baseline = baseline_predictions(spec.label.task, label_mean, labels, len(names) if multiclass else None)
@@ -174,9 +181,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     current = registry.read_blessed(ctx.paths)
     blessed_metrics = None
     if current is not None:
-        # The blessed model's own day holds the label vocabulary it was trained with.
-        blessed_data = artifacts.join(posixpath.dirname(current["serving"].rstrip("/")), "data")
-        predictions["blessed"] = predict(current["serving"], blessed_data)
+        predictions["blessed"] = predict(current["serving"])
         blessed_metrics = metrics.task_metrics(task, labels, predictions["blessed"])
         results["blessed"] = blessed_metrics
     ok, reasons = decide(ctx.config.gate, results["new"], results["baseline"], blessed_metrics)

@@ -76,6 +76,8 @@ def test_first_multiclass_model_is_blessed_with_class_names(band_run: dict) -> N
 
     classes = evaluation["classes"]
     assert sorted(classes["names"]) == list(BANDS)  # names, in the vocabulary's (frequency) order
+    vocabulary = band_run["root"] / DAY1 / "data" / "transform_fn" / "assets" / "vocab___label"
+    assert classes["names"] == vocabulary.read_text().splitlines()  # tf.Transform's, via the SavedModel
     rows = classes["eval_rows_per_class"]
     assert sum(rows.values()) == evaluation["eval_rows"] and classes["eval_rows_with_unknown_label"] == 0
     assert list(rows.values()) == sorted(rows.values(), reverse=True)
@@ -129,6 +131,8 @@ def test_blessed_columns_are_aligned_by_class_name() -> None:
     assert aligned.tolist() == [[0.2, 0.7, 0.1, 0.0], [0.1, 0.1, 0.8, 0.0]]
     with pytest.raises(ValueError, match="test: the label vocabulary has 4 classes but the model outputs 3"):
         gate.align_classes(probs, ["a", "b", "c", "d"], ["a"], where="test")
+    with pytest.raises(FileNotFoundError, match="carries no label vocabulary, so its class ids cannot be named"):
+        gate.label_vocabulary("/nonexistent/saved_model")
     ids = gate.class_ids(np.array([b"b", b"zz", b"a"], dtype=object), ["a", "b"])
     assert ids.tolist() == [1, -1, 0]
 
