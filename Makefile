@@ -13,7 +13,7 @@ export TFPIPE_JOB_CLI := $(CURDIR)/$(JOBS)/bin/tfpipe-job
 export TFPIPE_WAREHOUSE ?= duckdb://$(STATE)/warehouse.duckdb
 export TFPIPE_ARTIFACT_ROOT ?= $(STATE)/artifacts
 
-.PHONY: envs demo test lint typecheck test-unit test-jobs test-e2e bench bench-extract bench-train bench-score clean
+.PHONY: envs demo test lint typecheck test-unit test-jobs test-e2e bench bench-extract bench-train bench-export bench-score clean
 
 SOURCES := setup.py $(shell find plugins beam_jobs training serving_export tfpipe_jobs -name '*.py' -o -name py.typed 2>/dev/null)
 
@@ -67,13 +67,16 @@ test-e2e: envs
 test: lint typecheck test-unit test-jobs test-e2e
 
 # Benchmarks print figures; they assert no timings. Each takes minutes (10M-row cases longer).
-bench: bench-extract bench-train bench-score
+bench: bench-extract bench-train bench-export bench-score
 
 bench-extract: envs
 	cd bench && $(CURDIR)/$(JOBS)/bin/python extract.py --rows 1000000 10000000
 
 bench-train: envs
 	cd bench && $(CURDIR)/$(JOBS)/bin/python train.py --rows 1000000
+
+bench-export: envs
+	cd bench && $(CURDIR)/$(JOBS)/bin/python export.py --rows 200000
 
 bench-score: envs
 	cd bench && $(CURDIR)/$(JOBS)/bin/python score.py --rows 1000000 10000000
