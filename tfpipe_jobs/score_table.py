@@ -31,14 +31,10 @@ def publish(ctx: JobContext) -> dict[str, Any]:
     summary = artifacts.read_json(artifacts.join(scores_dir, "summary.json"))
     files = artifacts.glob(artifacts.join(scores_dir, "*.parquet"))
     if ctx.warehouse.kind == "duckdb":
-        written = _publish_duckdb(ctx, files)
+        written = _publish_duckdb(ctx, files, summary["rows"])
     else:
         written = _publish_bigquery(ctx, scores_dir)
-    if written != summary["rows"]:
-        raise PartitionCountError(
-            f"partition ds={ctx.ds} of {ctx.spec.scoring.table} holds {written} rows, "
-            f"batch_score wrote {summary['rows']}"
-        )
+        check_count(ctx, written, summary["rows"])
     log.info(
         "publish_scores: %d rows written to %s, partition ds=%s (model %s); analysts: SELECT * FROM %s",
         written,
@@ -56,7 +52,14 @@ def publish(ctx: JobContext) -> dict[str, Any]:
     }
 
 
-def _publish_duckdb(ctx: JobContext, files: list[str]) -> int:
+def check_count(ctx: JobContext, written: int, scored: int) -> None:
+    if written != scored:
+        raise PartitionCountError(
+            f"partition ds={ctx.ds} of {ctx.spec.scoring.table} holds {written} rows, batch_score wrote {scored}"
+        )
+
+
+def _publish_duckdb(ctx: JobContext, files: list[str], scored: int) -> int:
     table = ctx.spec.scoring.table
     con = ctx.warehouse.connect_duckdb(read_only=False)
     try:
@@ -71,6 +74,8 @@ def _publish_duckdb(ctx: JobContext, files: list[str]) -> int:
         )
         row = con.execute(f'SELECT count(*) FROM "{table}" WHERE ds = $ds', {"ds": ctx.ds}).fetchone()
         written = int(row[0]) if row else 0
+        # Before COMMIT: a partition that is not exactly what was scored is never visible.
+        check_count(ctx, written, scored)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

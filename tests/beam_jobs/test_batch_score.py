@@ -19,6 +19,7 @@ from tfpipe_jobs.beam_jobs.batch_score import (
     string_tensor,
 )
 from tfpipe_jobs.registry import NoBlessedModelError
+from tfpipe_jobs.score_table import PartitionCountError
 from tfpipe_jobs.warehouse import Warehouse
 from tfpipe_operators.spec import load_spec
 
@@ -121,3 +122,28 @@ def test_constant_column_has_the_type_and_length() -> None:
     column = constant_column(DS, 3, pa.date32())
     assert column.type == pa.date32() and column.to_pylist() == [DS, DS, DS]
     assert constant_column("v1", 0, pa.string()).to_pylist() == []
+
+
+def test_latest_view_switches_only_to_a_complete_partition(ctr_run) -> None:
+    """A newer day whose publish fails leaves the table and the view exactly as they were."""
+    import shutil
+
+    import duckdb
+
+    newer = "2026-11-22"
+    staged = ctr_run.day(newer) / "scores"
+    shutil.copytree(ctr_run.day() / "scores", staged)
+    try:
+        # 1. The files hold rows of another day: the partition count check fails -> rolled back.
+        with pytest.raises(PartitionCountError, match="holds 0 rows"):
+            ctr_run.run("publish-scores", ds=newer)
+        # 2. A damaged file: the insert itself fails -> rolled back.
+        part = sorted(staged.glob("*.parquet"))[0]
+        part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+        with pytest.raises(duckdb.Error):
+            ctr_run.run("publish-scores", ds=newer)
+        with ctr_run.duckdb() as con:
+            assert con.execute("SELECT DISTINCT ds FROM ctr_scores_latest").fetchall() == [(DS,)]
+            assert con.execute("SELECT count(*) FROM ctr_scores").fetchone()[0] == 500
+    finally:
+        shutil.rmtree(ctr_run.day(newer))
