@@ -65,17 +65,13 @@ class Population:
         item_weight = 1.0 / np.arange(1, n_items + 1) ** 0.8
         age = rng.normal(38, 12, n_users).clip(16, 90).round()
         age[rng.random(n_users) < 0.07] = np.nan
-        country = rng.integers(0, len(COUNTRIES), n_users)
-        # Tastes are mostly shared by a market (country x category), as in real catalogues,
-        # plus a small personal part: learnable from the features and ids at the data volume.
-        market_taste = rng.normal(0, 0.8, (len(COUNTRIES), len(CATEGORIES)))
         return cls(
-            user_bias=rng.normal(0, 0.4, n_users),
-            user_taste=market_taste[country] + rng.normal(0, 0.1, (n_users, len(CATEGORIES))),
-            user_country=country,
+            user_bias=rng.normal(0, 0.7, n_users),
+            user_taste=rng.normal(0, 0.8, (n_users, len(CATEGORIES))),
+            user_country=rng.integers(0, len(COUNTRIES), n_users),
             user_age=age,
             user_weight=user_weight / user_weight.sum(),
-            item_bias=rng.normal(0, 0.5, n_items),
+            item_bias=rng.normal(0, 0.7, n_items),
             item_category=rng.integers(0, len(CATEGORIES), n_items),
             item_price=np.exp(rng.normal(3.0, 0.9, n_items)).round(2),
             item_weight=item_weight / item_weight.sum(),
@@ -83,10 +79,9 @@ class Population:
 
 
 def population_for(rows_per_day: int, seed: int) -> Population:
-    """Size the population with the data: ids stay high-cardinality (thousands at 1M rows)
-    while the typical eval row's user and item have been seen a few hundred times."""
-    n_users = int(np.clip(rows_per_day // 200, 200, 200_000))
-    n_items = int(np.clip(rows_per_day // 200, 100, 50_000))
+    """Size the population with the data so ids stay high-cardinality but learnable."""
+    n_users = int(np.clip(rows_per_day // 20, 200, 200_000))
+    n_items = int(np.clip(rows_per_day // 50, 100, 50_000))
     return Population.build(n_users, n_items, seed)
 
 

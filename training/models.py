@@ -44,7 +44,6 @@ class ModelInputs:
     inputs: dict[str, Any]
     embeddings: list[Any]  # one [batch, dim] tensor per categorical feature
     numeric: list[Any]  # one [batch, 1] tensor per numeric feature
-    weights: list[Any]  # one [batch, 1] learned weight per categorical value (the one-hot linear terms)
 
     def concatenated(self) -> Any:
         parts = self.embeddings + self.numeric
@@ -55,7 +54,6 @@ def make_inputs(features: list[Feature], cardinalities: dict[str, int], embeddin
     inputs: dict[str, Any] = {}
     embeddings: list[Any] = []
     numeric: list[Any] = []
-    weights: list[Any] = []
     for f in features:
         name = f.transformed_name
         if f.is_categorical:
@@ -63,12 +61,11 @@ def make_inputs(features: list[Feature], cardinalities: dict[str, int], embeddin
             dim = f.embedding_dim or embedding_dim
             emb = keras.layers.Embedding(cardinalities[f.name], dim, name=f"{f.name}_embedding")(inp)
             embeddings.append(emb)
-            weights.append(keras.layers.Embedding(cardinalities[f.name], 1, name=f"{f.name}_weight")(inp))
         else:
             inp = keras.Input(shape=(), dtype=tf.float32, name=name)
             numeric.append(keras.layers.Reshape((1,), name=f"{f.name}_column")(inp))
         inputs[name] = inp
-    return ModelInputs(inputs, embeddings, numeric, weights)
+    return ModelInputs(inputs, embeddings, numeric)
 
 
 def _tower(x: Any, cfg: TrainConfig, prefix: str) -> Any:
@@ -87,13 +84,10 @@ def mlp(inputs: ModelInputs, cfg: TrainConfig) -> Any:
 
 @register("wide_deep")
 def wide_deep(inputs: ModelInputs, cfg: TrainConfig) -> Any:
-    """A linear model over the one-hot categorical values and the numeric features (wide)
-    beside the deep tower, joined before the head. The wide part learns each user's and
-    item's own effect directly, which the deep part would otherwise have to memorise."""
-    wide_terms = inputs.weights + inputs.numeric
-    wide = wide_terms[0] if len(wide_terms) == 1 else keras.layers.Concatenate(name="wide_terms")(wide_terms)
-    wide = keras.layers.Dense(1, name="wide_linear")(wide)
-    return keras.layers.Concatenate(name="wide_and_deep")([wide, _tower(inputs.concatenated(), cfg, "deep")])
+    """A linear (wide) part over all inputs beside the deep tower, joined before the head."""
+    x = inputs.concatenated()
+    wide = keras.layers.Dense(1, name="wide_linear")(x)
+    return keras.layers.Concatenate(name="wide_and_deep")([wide, _tower(x, cfg, "deep")])
 
 
 class CrossLayer(keras.layers.Layer):  # type: ignore[misc]
