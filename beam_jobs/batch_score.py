@@ -87,13 +87,17 @@ def float_tensor(column: pa.Array | pa.ChunkedArray) -> Any:
     return tf.constant(values.to_numpy(zero_copy_only=False))
 
 
-def model_tensors(spec: PipelineSpec, batch: pa.RecordBatch) -> dict[str, Any]:
-    """The `predict_raw` inputs of a warehouse batch (same values as arrow_batches.model_inputs)."""
-    out: dict[str, Any] = {}
-    for f in spec.features:
-        column = arrow_batches.typed_column(batch, f)
-        out[f.name] = float_tensor(column) if f.raw_type == "float" else string_tensor(column)
-    return out
+def typed_columns(spec: PipelineSpec, batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    """Every feature of a warehouse batch cast to its raw type, once per batch."""
+    return {f.name: arrow_batches.typed_column(batch, f) for f in spec.features}
+
+
+def model_tensors(spec: PipelineSpec, typed: dict[str, pa.Array]) -> dict[str, Any]:
+    """The `predict_raw` inputs of a batch's typed columns (same values as arrow_batches.model_inputs)."""
+    return {
+        f.name: float_tensor(typed[f.name]) if f.raw_type == "float" else string_tensor(typed[f.name])
+        for f in spec.features
+    }
 
 
 def constant_column(value: Any, rows: int, dtype: pa.DataType) -> pa.Array:
@@ -125,20 +129,18 @@ def read_vocabulary(path: str) -> pa.Array:
     return pa.array(lines, pa.binary())
 
 
-def count_missing_and_unseen(spec: PipelineSpec, batch: pa.RecordBatch, vocabularies: dict[str, pa.Array]) -> None:
+def count_missing_and_unseen(typed: dict[str, pa.Array], vocabularies: dict[str, pa.Array]) -> None:
     """Rows still get a score when a feature is NULL or a token is outside the vocabulary
     (the model's missing-value fill and OOV buckets); the counts go to the job's counters."""
-    for f in spec.features:
-        column = batch.column(f.name)
+    for name, column in typed.items():
         if column.null_count:
-            Metrics.counter(COUNTERS, f"missing_{f.name}").inc(column.null_count)
-        vocabulary = vocabularies.get(f.name)
+            Metrics.counter(COUNTERS, f"missing_{name}").inc(column.null_count)
+        vocabulary = vocabularies.get(name)
         if vocabulary is not None:
-            typed = arrow_batches.typed_column(batch, f)
-            known = pc.is_in(typed, value_set=vocabulary)
-            unseen = len(typed) - typed.null_count - int(pc.sum(known).as_py() or 0)
+            known = pc.is_in(column, value_set=vocabulary)
+            unseen = len(column) - column.null_count - int(pc.sum(known).as_py() or 0)
             if unseen:
-                Metrics.counter(COUNTERS, f"unseen_{f.name}").inc(unseen)
+                Metrics.counter(COUNTERS, f"unseen_{name}").inc(unseen)
 
 
 class SavedModelHandler(ModelHandler[pa.RecordBatch, pa.Table, LoadedModel]):  # type: ignore[misc]
@@ -176,8 +178,9 @@ class SavedModelHandler(ModelHandler[pa.RecordBatch, pa.Table, LoadedModel]):  #
         self, batch: Sequence[pa.RecordBatch], model: LoadedModel, inference_args: dict[str, Any] | None = None
     ) -> Iterable[pa.Table]:
         for rb in batch:
-            count_missing_and_unseen(self._spec, rb, model.vocabularies)
-            out = model.predict(**model_tensors(self._spec, rb))
+            typed = typed_columns(self._spec, rb)
+            count_missing_and_unseen(typed, model.vocabularies)
+            out = model.predict(**model_tensors(self._spec, typed))
             columns: dict[str, Any] = {k: rb.column(k) for k in self._spec.scoring.keys}
             columns.update(prediction_columns(self._spec.label.task, out))
             n = rb.num_rows
