@@ -112,12 +112,32 @@ class Label(BaseModel):
         return self
 
 
+class TopK(BaseModel):
+    """Keep only the best `k` rows per group in the published partition (e.g. 20 items per user)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_by: list[Identifier] = Field(min_length=1, description="key columns that form a group")
+    k: int = Field(gt=0, le=100_000)
+
+
 class Scoring(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sql: str = Field(description="file beside the spec; one row per key; @ds is a parameter")
     keys: list[Identifier] = Field(min_length=1)
     table: Identifier
+    top_k: TopK | None = Field(default=None, description="publish only the top k scores per group")
+
+    @model_validator(mode="after")
+    def _groups_are_keys(self) -> Scoring:
+        if self.top_k is not None:
+            unknown = [c for c in self.top_k.group_by if c not in self.keys]
+            if unknown:
+                raise ValueError(f"top_k.group_by: {', '.join(unknown)} not in keys ({', '.join(self.keys)})")
+            if len(self.top_k.group_by) == len(self.keys):
+                raise ValueError("top_k.group_by: must leave at least one key column out (the ranked one)")
+        return self
 
 
 class PipelineSpec(BaseModel):
@@ -159,6 +179,8 @@ class PipelineSpec(BaseModel):
             raise ValueError(f"features declared twice: {', '.join(dupes)}")
         if self.label.column in names:
             raise ValueError(f"label column '{self.label.column}' is also listed as a feature")
+        if self.scoring.top_k is not None and self.label.task is Task.MULTICLASS:
+            raise ValueError("scoring.top_k ranks by one score column; task multiclass has one per class")
         return self
 
     @property
