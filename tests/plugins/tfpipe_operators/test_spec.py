@@ -108,3 +108,28 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
         load_spec(bad)
     with pytest.raises(SpecError, match="spec file not found"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def _scoring(spec_dir: Path, **top_k: object) -> Path:
+    raw = yaml.safe_load((spec_dir / "pipeline.yaml").read_text())
+    return _edit(spec_dir, scoring={**raw["scoring"], "top_k": top_k})
+
+
+def test_top_k_groups_by_some_of_the_scoring_keys(spec_dir: Path) -> None:
+    spec = load_spec(_scoring(spec_dir, group_by=["user_id"], k=20))
+    assert spec.scoring.top_k is not None and spec.scoring.top_k.k == 20
+    with pytest.raises(
+        SpecError, match=r"scoring: Value error, top_k.group_by: country not in keys \(user_id, item_id\)"
+    ):
+        load_spec(_scoring(spec_dir, group_by=["country"], k=20))
+    with pytest.raises(SpecError, match="must leave at least one key column out"):
+        load_spec(_scoring(spec_dir, group_by=["user_id", "item_id"], k=20))
+    with pytest.raises(SpecError, match=r"scoring\.top_k\.k: Input should be greater than 0"):
+        load_spec(_scoring(spec_dir, group_by=["user_id"], k=0))
+
+
+def test_top_k_needs_one_score_column(spec_dir: Path) -> None:
+    _scoring(spec_dir, group_by=["user_id"], k=5)
+    path = _edit(spec_dir, label={"column": "clicked", "task": "multiclass", "num_classes": 3})
+    with pytest.raises(SpecError, match="scoring.top_k ranks by one score column; task multiclass"):
+        load_spec(path)
