@@ -74,7 +74,7 @@ def label_raw_type(task: Task) -> str:
 def raw_columns(spec: PipelineSpec, batch: pa.RecordBatch, with_label: bool) -> dict[str, pa.Array]:
     """The spec's features (and label) from a warehouse batch, typed as the model reads them."""
     out: dict[str, pa.Array] = {}
-    wanted: list[tuple[str, str, str]] = [(f.name, f.name, f.raw_type) for f in spec.features]
+    wanted: list[tuple[str, str, str]] = [(f.name, f.name, f.raw_type) for f in spec.raw_features]
     if with_label:
         wanted.append((LABEL_KEY, spec.label.column, label_raw_type(spec.label.task)))
     names = set(batch.schema.names)
@@ -113,7 +113,7 @@ def model_inputs(spec: PipelineSpec, table: pa.Table | pa.RecordBatch) -> dict[s
     turns both back into absent values, exactly as a NULL was absent in training).
     """
     out: dict[str, np.ndarray] = {}
-    for f in spec.features:
+    for f in spec.raw_features:
         typed = typed_column(table, f)
         if f.raw_type == "float":
             out[f.name] = typed.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)

@@ -25,7 +25,7 @@ class DataValidationError(ValueError):
 def stats_sql(spec: PipelineSpec) -> str:
     """BigQuery SQL computing per-column statistics over the spec's source query."""
     parts = ["COUNT(*) AS row_count"]
-    for f in spec.features:
+    for f in spec.raw_features:
         col = f"`{f.name}`"
         parts.append(f"COUNTIF({col} IS NULL) AS {f.name}__nulls")
         if f.kind in (FeatureKind.NUMERIC, FeatureKind.BUCKETIZED):
@@ -91,7 +91,7 @@ def validate(
             )
     failures: list[str] = []
     warnings: list[str] = []
-    for f in spec.features:
+    for f in spec.raw_features:
         rate = columns.get(f.name, {}).get("null_rate", 0.0) or 0.0
         if rate > cfg.max_null_rate:
             failures.append(f"column '{f.name}': null rate {rate:.3f} > extract.max_null_rate {cfg.max_null_rate}")
@@ -114,7 +114,7 @@ def _against_previous(
     spec: PipelineSpec, now: dict[str, Any], before: dict[str, Any], cfg: ExtractConfig, warnings: list[str]
 ) -> list[str]:
     failures = []
-    for f in spec.features:
+    for f in spec.raw_features:
         a, b = now.get(f.name, {}), before.get(f.name, {})
         jump = (a.get("null_rate") or 0.0) - (b.get("null_rate") or 0.0)
         if jump > cfg.max_null_rate_increase:

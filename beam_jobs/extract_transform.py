@@ -66,8 +66,8 @@ class SplitBatch(beam.DoFn):  # type: ignore[misc]
 
 
 def eval_raw_schema(spec: PipelineSpec) -> pa.Schema:
-    fields = [pa.field(k, pa.string()) for k in spec.keys if k not in spec.feature_by_name]
-    fields += [pa.field(f.name, arrow_batches.feature_dtype(f)) for f in spec.features]
+    fields = [pa.field(k, pa.string()) for k in spec.keys if k not in {f.name for f in spec.raw_features}]
+    fields += [pa.field(f.name, arrow_batches.feature_dtype(f)) for f in spec.raw_features]
     label_type = {"int": pa.int64(), "float": pa.float32(), "string": pa.binary()}[
         arrow_batches.label_raw_type(spec.label.task)
     ]
@@ -77,7 +77,7 @@ def eval_raw_schema(spec: PipelineSpec) -> pa.Schema:
 def tfxio_schema(spec: PipelineSpec) -> pa.Schema:
     """Features and label as list columns (the raw layout tf.Transform reads)."""
     raw = eval_raw_schema(spec)
-    names = [f.name for f in spec.features] + [LABEL_KEY]
+    names = [f.name for f in spec.raw_features] + [LABEL_KEY]
     return pa.schema([pa.field(n, pa.list_(raw.field(n).type)) for n in names])
 
 

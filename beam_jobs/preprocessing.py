@@ -26,7 +26,7 @@ def label_dtype(task: Task) -> tf.DType:
 
 def raw_feature_spec(spec: PipelineSpec, with_label: bool = True) -> dict[str, tf.io.VarLenFeature]:
     """How raw features (and the label) are parsed from a `tf.Example`: every one optional."""
-    out = {f.name: tf.io.VarLenFeature(_TF_TYPES[f.raw_type]) for f in spec.features}
+    out = {f.name: tf.io.VarLenFeature(_TF_TYPES[f.raw_type]) for f in spec.raw_features}
     if with_label:
         out[LABEL_KEY] = tf.io.VarLenFeature(label_dtype(spec.label.task))
     return out
@@ -74,8 +74,18 @@ def transform_feature(feature: Feature, x: tf.SparseTensor) -> tf.Tensor:
         # NULL gets its own id after the quantile buckets.
         return tf.where(present, buckets, tf.constant(feature.buckets, tf.int64))
     if feature.kind is FeatureKind.VOCABULARY:
+        values = _dense(x, b"")
+        # The same top-k again with each value's count, for people reading the vocabulary; the
+        # lookup keeps the plain file (one value per line), which scoring and the gate read too.
+        tft.vocabulary(
+            values,
+            top_k=feature.top_k,
+            frequency_threshold=feature.frequency_threshold,
+            vocab_filename=feature.counts_file,
+            store_frequency=True,
+        )
         return tft.compute_and_apply_vocabulary(
-            _dense(x, b""),
+            values,
             top_k=feature.top_k,
             frequency_threshold=feature.frequency_threshold,
             num_oov_buckets=feature.oov_buckets,
@@ -84,7 +94,30 @@ def transform_feature(feature: Feature, x: tf.SparseTensor) -> tf.Tensor:
     if feature.kind is FeatureKind.HASHED:
         assert feature.buckets is not None
         return tft.hash_strings(_dense(x, b""), feature.buckets)
-    raise ValueError(f"unknown feature kind {feature.kind}")
+    raise ValueError(f"feature '{feature.name}': kind {feature.kind.value} is not transformed from one raw column")
+
+
+# Between the crossed values: a byte no warehouse string holds, so ("a b", "c") != ("a", "b c").
+_CROSS_SEPARATOR = "\x1f"
+
+
+def transform_cross(
+    cross: Feature, spec: PipelineSpec, inputs: dict[str, Any], transformed: dict[str, tf.Tensor]
+) -> tf.Tensor:
+    """Hash bucket of the crossed features' values joined in the declared order.
+
+    String features enter as their raw value (NULL as ""), a bucketized one as its bucket
+    id, which was already computed (one quantile analyzer, shared with the feature itself).
+    """
+    assert cross.buckets is not None and cross.crosses is not None
+    parts = []
+    for name in cross.crosses:
+        crossed = spec.feature_by_name[name]
+        if crossed.kind is FeatureKind.BUCKETIZED:
+            parts.append(tf.strings.as_string(transformed[crossed.transformed_name]))
+        else:
+            parts.append(_dense(inputs[name], b""))
+    return tft.hash_strings(tf.strings.join(parts, separator=_CROSS_SEPARATOR), cross.buckets)
 
 
 def transform_label(task: Task, y: tf.SparseTensor) -> tf.Tensor:
@@ -102,7 +135,9 @@ def make_preprocessing_fn(spec: PipelineSpec) -> Callable[[dict[str, Any]], dict
     task = spec.label.task
 
     def preprocessing_fn(inputs: dict[str, Any]) -> dict[str, tf.Tensor]:
-        outputs = {f.transformed_name: transform_feature(f, inputs[f.name]) for f in features}
+        outputs = {f.transformed_name: transform_feature(f, inputs[f.name]) for f in features if f.is_raw}
+        for cross in (f for f in features if not f.is_raw):
+            outputs[cross.transformed_name] = transform_cross(cross, spec, inputs, outputs)
         if LABEL_KEY in inputs:
             outputs[LABEL_KEY] = transform_label(task, inputs[LABEL_KEY])
         return outputs
@@ -117,7 +152,7 @@ def cardinality(feature: Feature, tft_output: tft.TFTransformOutput) -> int:
     if feature.kind is FeatureKind.BUCKETIZED:
         assert feature.buckets is not None
         return feature.buckets + 1
-    if feature.kind is FeatureKind.HASHED:
+    if feature.kind in (FeatureKind.HASHED, FeatureKind.CROSS):
         assert feature.buckets is not None
         return feature.buckets
     raise ValueError(f"feature '{feature.name}' is numeric; it has no cardinality")

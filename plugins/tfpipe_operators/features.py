@@ -25,6 +25,11 @@ class FeatureKind(StrEnum):
     BUCKETIZED = "bucketized"  # quantile buckets -> embedding
     VOCABULARY = "vocabulary"  # top-k vocabulary with OOV buckets -> embedding
     HASHED = "hashed"  # hash buckets -> embedding
+    CROSS = "cross"  # hash of several categorical features' values together -> embedding
+
+
+# A cross combines these kinds: their raw strings, or the bucket id of a bucketized one.
+CROSSABLE_KINDS = frozenset({FeatureKind.VOCABULARY, FeatureKind.HASHED, FeatureKind.BUCKETIZED})
 
 
 class Task(StrEnum):
@@ -43,16 +48,31 @@ class Feature(BaseModel):
     top_k: int | None = Field(default=None, gt=0, description="vocabulary: keep the k most frequent values")
     frequency_threshold: int = Field(default=1, ge=1, description="vocabulary: drop rarer values")
     oov_buckets: int = Field(default=1, ge=1, description="vocabulary: buckets for unseen values")
-    buckets: int | None = Field(default=None, ge=2, description="bucketized / hashed: number of buckets")
+    buckets: int | None = Field(default=None, ge=2, description="bucketized / hashed / cross: number of buckets")
+    crosses: list[str] | None = Field(default=None, description="cross: the features whose values are combined")
     embedding_dim: int | None = Field(default=None, gt=0, description="overrides train.embedding_dim")
 
     @model_validator(mode="after")
     def _kind_options(self) -> Feature:
-        if self.kind in (FeatureKind.BUCKETIZED, FeatureKind.HASHED) and self.buckets is None:
+        if self.kind in (FeatureKind.BUCKETIZED, FeatureKind.HASHED, FeatureKind.CROSS) and self.buckets is None:
             raise ValueError(f"feature '{self.name}' of kind {self.kind.value} needs 'buckets'")
+        if self.kind is FeatureKind.CROSS:
+            crossed = self.crosses or []
+            if len(set(crossed)) < 2:
+                raise ValueError(
+                    f"feature '{self.name}' of kind cross needs 'crosses': at least two different features "
+                    f"(got {crossed})"
+                )
+        elif self.crosses is not None:
+            raise ValueError(f"feature '{self.name}': crosses only applies to kind cross")
         if self.kind is not FeatureKind.VOCABULARY and self.top_k is not None:
             raise ValueError(f"feature '{self.name}': top_k only applies to kind vocabulary")
         return self
+
+    @property
+    def is_raw(self) -> bool:
+        """True when the feature is a warehouse column (a cross is computed from other features)."""
+        return self.kind is not FeatureKind.CROSS
 
     @property
     def raw_type(self) -> str:
@@ -71,6 +91,11 @@ class Feature(BaseModel):
     @property
     def vocabulary_file(self) -> str:
         return f"vocab_{self.name}"
+
+    @property
+    def counts_file(self) -> str:
+        """The vocabulary again, one `<count> <value>` line per value, most frequent first."""
+        return f"vocab_{self.name}_counts"
 
 
 def vocabulary_file_for_label() -> str:

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tfpipe_operators.features import Feature, Task
+from tfpipe_operators.features import CROSSABLE_KINDS, Feature, Task
 
 SPEC_FILENAME = "pipeline.yaml"
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -179,6 +179,17 @@ class PipelineSpec(BaseModel):
             raise ValueError(f"features declared twice: {', '.join(dupes)}")
         if self.label.column in names:
             raise ValueError(f"label column '{self.label.column}' is also listed as a feature")
+        by_name = {f.name: f for f in self.features}
+        for cross in (f for f in self.features if not f.is_raw):
+            for name in cross.crosses or []:
+                crossed = by_name.get(name)
+                if crossed is None:
+                    raise ValueError(f"feature '{cross.name}': crosses '{name}', which is not a declared feature")
+                if crossed.kind not in CROSSABLE_KINDS:
+                    raise ValueError(
+                        f"feature '{cross.name}': cannot cross '{name}' of kind {crossed.kind.value}; crosses take "
+                        f"{', '.join(sorted(k.value for k in CROSSABLE_KINDS))} features (bucketize a numeric one)"
+                    )
         if self.scoring.top_k is not None and self.label.task is Task.MULTICLASS:
             raise ValueError("scoring.top_k ranks by one score column; task multiclass has one per class")
         return self
@@ -190,6 +201,11 @@ class PipelineSpec(BaseModel):
     @property
     def directory(self) -> Path:
         return self.path.parent
+
+    @property
+    def raw_features(self) -> list[Feature]:
+        """The features read from the warehouse (every feature but the crosses built from them)."""
+        return [f for f in self.features if f.is_raw]
 
     @property
     def feature_by_name(self) -> dict[str, Feature]:

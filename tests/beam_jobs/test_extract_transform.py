@@ -101,3 +101,94 @@ def test_wrong_type_is_named() -> None:
     batch = batch.set_column(batch.schema.get_field_index("device"), "device", pa.array([0.5]))
     with pytest.raises(SchemaMismatchError, match="column 'device': expected a categorical"):
         raw_columns(spec, batch, with_label=True)
+
+
+def _counter_of(values) -> dict:
+    from collections import Counter
+
+    return dict(Counter(v.decode() if isinstance(v, bytes) else v for v in values))
+
+
+def test_vocabulary_counts_beside_each_vocabulary(ctr_run) -> None:
+    """`vocab_<f>_counts` holds each value with its count over the train split, in the same order
+    as the vocabulary the lookup uses; and the lookup maps each eval row to its own value."""
+    data = ctr_run.day() / "data"
+    tft_out = tft.TFTransformOutput(str(data))
+    vocab = [v.decode() for v in tft_out.vocabulary_by_name("vocab_device")]
+    lines = Path(tft_out.vocabulary_file_by_name("vocab_device_counts")).read_text().splitlines()
+    counted = {value: int(count) for count, value in (line.split(" ", 1) for line in lines)}
+    assert [line.split(" ", 1)[1] for line in lines] == vocab
+    eval_raw = pq.read_table(data / "eval_raw")
+    with ctr_run.duckdb() as con:
+        everywhere = dict(con.execute("SELECT device, count(*) FROM events GROUP BY device").fetchall())
+    in_eval = _counter_of(eval_raw.column("device").to_pylist())
+    assert counted == {d: everywhere[d] - in_eval.get(d, 0) for d in everywhere}
+    assert sum(counted.values()) == ctr_run.results["extract"]["train_rows"]
+    evals = _read_examples(data / "eval", tft_out.transformed_feature_spec())
+    assert _counter_of(vocab[i] for i in evals["device_xf"]) == in_eval
+
+
+CROSS = {"name": "country_x_category", "kind": "cross", "crosses": ["country", "item_category"], "buckets": 1000}
+
+
+def _transform_raw(tft_out: tft.TFTransformOutput, spec, rows: list[dict]) -> dict[str, np.ndarray]:
+    """Raw rows through the saved transform graph, as serving applies it."""
+    inputs = {}
+    for f in spec.raw_features:
+        values = [r[f.name] for r in rows]
+        dtype = tf.float32 if f.raw_type == "float" else tf.string
+        inputs[f.name] = tf.sparse.from_dense(tf.constant(values, dtype)[:, None])
+    out = tft_out.transform_features_layer()(inputs)
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def test_feature_cross_is_trained_and_served(ctr_warehouse, spec_dir: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from tfpipe_operators.spec import load_spec
+
+    raw = yaml.safe_load((spec_dir / "pipeline.yaml").read_text())
+    raw["features"].append(CROSS)
+    (spec_dir / "pipeline.yaml").write_text(yaml.safe_dump(raw))
+    spec_path = str(spec_dir / "pipeline.yaml")
+    artifacts = str(tmp_path / "artifacts")
+    result = ctr_warehouse.run("extract", spec=spec_path, artifacts=artifacts)
+    assert result["exit_code"] == 0
+    data = Path(artifacts) / "ctr" / "2026-11-21" / "data"
+    tft_out = tft.TFTransformOutput(str(data))
+    assert "country_x_category" not in tft_out.raw_feature_spec()
+    evals = _read_examples(data / "eval", tft_out.transformed_feature_spec())
+    ids = evals["country_x_category_xf"]
+    assert ids.min() >= 0 and ids.max() < 1000
+    eval_raw = pq.read_table(data / "eval_raw")
+    countries, categories = eval_raw.column("country").to_pylist(), eval_raw.column("item_category").to_pylist()
+    pairs = set(zip(countries, categories, strict=True))
+    # Hashing ~340 pairs into 1000 buckets leaves ~15% sharing a bucket; one feature alone
+    # would give at most 40 (countries) or 12 (categories) ids.
+    assert 0.75 * len(pairs) <= len(set(ids.tolist())) <= len(pairs)
+
+    spec = load_spec(spec_path)
+    base = {f.name: (1.0 if f.raw_type == "float" else "x") for f in spec.raw_features}
+    rows = [
+        {**base, "country": "c01", "item_category": "cat_03", "user_id": "u1", "item_price": 3.0},
+        {**base, "country": "c01", "item_category": "cat_03", "user_id": "u2", "item_price": 9.0},
+        {**base, "country": "c03", "item_category": "cat_01", "user_id": "u1", "item_price": 3.0},
+        {**base, "country": "c01", "item_category": "cat_04", "user_id": "u1", "item_price": 3.0},
+    ]
+    crossed = _transform_raw(tft_out, spec, rows)["country_x_category_xf"]
+    assert crossed[0] == crossed[1]  # same crossed values, other features differ
+    assert len({crossed[0], crossed[2], crossed[3]}) == 3  # order matters; another category differs
+
+    for step in ("train", "export"):
+        done = ctr_warehouse.run(step, "--set", "train.epochs=1", spec=spec_path, artifacts=artifacts)
+        assert done["exit_code"] == 0, (step, done)
+    model = tf.saved_model.load(str(Path(artifacts) / "ctr" / "2026-11-21" / "serving"))
+    signature = model.signatures["predict_raw"]
+    assert "country_x_category" not in signature.structured_input_signature[1]
+    served = signature(
+        **{
+            f.name: tf.constant([r[f.name] for r in rows], tf.float32 if f.raw_type == "float" else tf.string)
+            for f in spec.raw_features
+        }
+    )
+    assert all(v.shape[0] == len(rows) for v in served.values())
