@@ -89,14 +89,14 @@ def float_tensor(column: pa.Array | pa.ChunkedArray) -> Any:
 
 def typed_columns(spec: PipelineSpec, batch: pa.RecordBatch) -> dict[str, pa.Array]:
     """Every feature of a warehouse batch cast to its raw type, once per batch."""
-    return {f.name: arrow_batches.typed_column(batch, f) for f in spec.features}
+    return {f.name: arrow_batches.typed_column(batch, f) for f in spec.raw_features}
 
 
 def model_tensors(spec: PipelineSpec, typed: dict[str, pa.Array]) -> dict[str, Any]:
     """The `predict_raw` inputs of a batch's typed columns (same values as arrow_batches.model_inputs)."""
     return {
         f.name: float_tensor(typed[f.name]) if f.raw_type == "float" else string_tensor(typed[f.name])
-        for f in spec.features
+        for f in spec.raw_features
     }
 
 
