@@ -48,6 +48,7 @@ TOLERANCE = 1e-5
 OUTPUT_KEYS = {"binary": "probability", "multiclass": "probabilities", "regression": "value"}
 SAVED_MODEL_DIR = "saved_model"
 _TF_TYPES = {"float": tf.float32, "string": tf.string}
+_MISSING: dict[str, float | bytes] = {"float": float("nan"), "string": b""}
 
 
 class ExportMismatchError(RuntimeError):
@@ -88,14 +89,6 @@ def dense_function(model: Any, xla: bool) -> Callable[[dict[str, tf.Tensor]], tf
     return lambda transformed: compiled(*[transformed[name] for name in order])
 
 
-def _to_sparse(dense: tf.Tensor, missing: tf.Tensor) -> tf.SparseTensor:
-    """[N] dense values -> [N, 1] sparse with the missing positions absent."""
-    rows = tf.where(tf.logical_not(missing))
-    indices = tf.concat([rows, tf.zeros_like(rows)], axis=1)
-    shape = tf.stack([tf.shape(dense, out_type=tf.int64)[0], tf.constant(1, tf.int64)])
-    return tf.SparseTensor(indices, tf.gather_nd(dense, rows), shape)
-
-
 class ServingModule(tf.Module):  # type: ignore[misc]
     """The three serving signatures over one tf.Transform layer and one model.
 
@@ -117,6 +110,7 @@ class ServingModule(tf.Module):  # type: ignore[misc]
         config = config or ExportConfig()
         self._spec = spec
         self.tft_layer = tft_output.transform_features_layer()
+        self._plain = plain
         self._raw_spec = preprocessing.raw_feature_spec(spec, with_label=False)
         self._transformed_names = [f.transformed_name for f in spec.features]
         if plain:
@@ -126,7 +120,7 @@ class ServingModule(tf.Module):  # type: ignore[misc]
             self._dense = dense_function(model, xla=config.xla)
 
         examples = [tf.TensorSpec([None], tf.string, name="examples")]
-        raw = [{f.name: tf.TensorSpec([None], _TF_TYPES[f.raw_type], name=f.name) for f in spec.features}]
+        raw = [{f.name: tf.TensorSpec([None], _TF_TYPES[f.raw_type], name=f.name) for f in spec.raw_features}]
         signatures = {
             "serving_default": (self._serve_examples, examples),
             "predict_raw": (self._serve_raw, raw),
@@ -150,19 +144,36 @@ class ServingModule(tf.Module):  # type: ignore[misc]
     def _predict(self, raw: dict[str, Any]) -> dict[str, tf.Tensor]:
         return prediction_outputs(self._spec.label.task, self._dense(self._transformed(raw)))
 
+    def _parse(self, examples: tf.Tensor) -> dict[str, Any]:
+        if self._plain:  # sparse, the way tf.Transform was fed
+            return tf.io.parse_example(examples, self._raw_spec)
+        # One value or none per row, made dense once here, so that `optimize.densify` can
+        # skip tf.Transform's own sparse round trip. More than one value fails, as in training.
+        parsed = tf.io.parse_example(examples, self._raw_spec)
+        one_per_row = tf.stack([tf.shape(examples, out_type=tf.int64)[0], tf.constant(1, tf.int64)])
+        dense = {}
+        for f in self._spec.raw_features:
+            column = parsed[f.name]
+            filled = tf.sparse.to_dense(
+                tf.SparseTensor(column.indices, column.values, one_per_row), default_value=_MISSING[f.raw_type]
+            )
+            dense[f.name] = tf.reshape(filled, [-1])
+        return self._sparse_columns(dense)
+
+    def _sparse_columns(self, features: dict[str, tf.Tensor]) -> dict[str, tf.SparseTensor]:
+        raw = {}
+        for f in self._spec.raw_features:
+            raw[f.name] = optimize.sparse_view(features[f.name], _MISSING[f.raw_type])
+        return raw
+
     def _serve_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self._predict(tf.io.parse_example(examples, self._raw_spec))
+        return self._predict(self._parse(examples))
 
     def _transform_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self._transformed(tf.io.parse_example(examples, self._raw_spec))
+        return self._transformed(self._parse(examples))
 
     def _serve_raw(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        raw = {}
-        for f in self._spec.features:
-            value = features[f.name]
-            missing = tf.math.is_nan(value) if f.raw_type == "float" else tf.equal(value, b"")
-            raw[f.name] = _to_sparse(value, missing)
-        return self._predict(raw)
+        return self._predict(self._sparse_columns(features))
 
 
 def save(module: ServingModule, path: str) -> None:
@@ -190,7 +201,7 @@ def reference_predictions(spec: PipelineSpec, model: Any, tft_output: tft.TFTran
     """Trained model + transform on the eval rows, fed the way training was fed (TFXIO)."""
     from tfpipe_jobs.beam_jobs.extract_transform import tfxio_schema
 
-    names = [f.name for f in spec.features]
+    names = [f.name for f in spec.raw_features]
     schema = tfxio_schema(spec)
     adapter = tensor_adapter.TensorAdapter(
         tensor_adapter.TensorAdapterConfig(
