@@ -262,7 +262,14 @@ def run(ctx: JobContext) -> dict[str, Any]:
         read, scored = counts.get("rows_read", 0), counts.get("rows_scored", 0)
         if read != scored:
             raise RuntimeError(f"scored {scored} rows but read {read}; not publishing {ctx.paths.scores}")
-        summary = {"rows": scored, "model_version": version, "table": spec.scoring.table, **ctx.provenance()}
+        summary = {
+            "rows": scored,
+            "model_version": version,
+            "table": spec.scoring.table,
+            # what publish_scores ranks by when the spec keeps only the top k per group
+            "score_column": prediction_fields(spec.label.task)[0].name,
+            **ctx.provenance(),
+        }
         artifacts.write_json(artifacts.join(out, "summary.json"), summary)
     for name in sorted(counts):
         kind, _, feature = name.partition("_")

@@ -5,6 +5,10 @@ sees the old partition or the new one, never a mix and never both. gcp: one BigQ
 load job into `table$YYYYMMDD` with WRITE_TRUNCATE, which replaces that partition
 atomically. Either way the `<pipeline>_scores_latest` view shows the newest partition,
 and the number of rows in the partition is checked against what batch_score wrote.
+
+With `scoring.top_k` in the spec only the best k rows per group are published (ties
+broken by the key columns, so a rerun keeps the same rows); the count check then expects
+min(rows, k) per group. The ranking is one SQL statement that DuckDB and BigQuery share.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.context import JobContext
+from tfpipe_operators.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +36,15 @@ def publish(ctx: JobContext) -> dict[str, Any]:
     summary = artifacts.read_json(artifacts.join(scores_dir, "summary.json"))
     files = artifacts.glob(artifacts.join(scores_dir, "*.parquet"))
     if ctx.warehouse.kind == "duckdb":
-        written = _publish_duckdb(ctx, files, summary["rows"])
+        written = _publish_duckdb(ctx, files, summary)
     else:
-        written = _publish_bigquery(ctx, scores_dir)
-        check_count(ctx, written, summary["rows"])
+        written = _publish_bigquery(ctx, scores_dir, summary)
+    top = ctx.spec.scoring.top_k
+    kept = f" (top {top.k} per {', '.join(top.group_by)} of {summary['rows']} scored)" if top else ""
     log.info(
-        "publish_scores: %d rows written to %s, partition ds=%s (model %s); analysts: SELECT * FROM %s",
+        "publish_scores: %d rows written%s to %s, partition ds=%s (model %s); analysts: SELECT * FROM %s",
         written,
+        kept,
         ctx.spec.scoring.table,
         ctx.ds,
         summary["model_version"],
@@ -47,19 +54,49 @@ def publish(ctx: JobContext) -> dict[str, Any]:
         "table": ctx.spec.scoring.table,
         "ds": ctx.ds.isoformat(),
         "rows": written,
+        "rows_scored": summary["rows"],
         "view": latest_view(ctx.spec.pipeline),
         "model_version": summary["model_version"],
     }
 
 
-def check_count(ctx: JobContext, written: int, scored: int) -> None:
-    if written != scored:
+def check_count(ctx: JobContext, written: int, expected: int, scored: int | None = None) -> None:
+    if written != expected:
+        kept = "" if scored is None or scored == expected else f" (top {ctx.spec.scoring.top_k.k} of {scored})"  # type: ignore[union-attr]
         raise PartitionCountError(
-            f"partition ds={ctx.ds} of {ctx.spec.scoring.table} holds {written} rows, batch_score wrote {scored}"
+            f"partition ds={ctx.ds} of {ctx.spec.scoring.table} holds {written} rows, "
+            f"expected {expected}{kept} from what batch_score wrote"
         )
 
 
-def _publish_duckdb(ctx: JobContext, files: list[str], scored: int) -> int:
+def published_rows_sql(spec: PipelineSpec, source: str, quote: str, score: str | None) -> str:
+    """The rows of `source` that go into the partition: all, or the top k per group by `score`."""
+    top = spec.scoring.top_k
+    if top is None:
+        return f"SELECT * FROM {source}"
+    if score is None:
+        raise ValueError(
+            f"scoring.top_k: the day's scores do not name their score column; rerun batch_score ({source})"
+        )
+    q = quote
+    groups = ", ".join(f"{q}{c}{q}" for c in top.group_by)
+    order = ", ".join([f"{q}{score}{q} DESC"] + [f"{q}{c}{q}" for c in spec.scoring.keys if c not in top.group_by])
+    # BigQuery accepts QUALIFY only after a WHERE, GROUP BY or HAVING clause.
+    return (
+        f"SELECT * FROM {source} WHERE TRUE "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {groups} ORDER BY {order}) <= {top.k}"
+    )
+
+
+def expected_rows_sql(spec: PipelineSpec, source: str, quote: str) -> str:
+    top = spec.scoring.top_k
+    if top is None:
+        return f"SELECT COUNT(*) FROM {source}"
+    groups = ", ".join(f"{quote}{c}{quote}" for c in top.group_by)
+    return f"SELECT COALESCE(SUM(LEAST(n, {top.k})), 0) FROM (SELECT COUNT(*) AS n FROM {source} GROUP BY {groups})"
+
+
+def _publish_duckdb(ctx: JobContext, files: list[str], summary: dict[str, Any]) -> int:
     table = ctx.spec.scoring.table
     con = ctx.warehouse.connect_duckdb(read_only=False)
     try:
@@ -67,15 +104,17 @@ def _publish_duckdb(ctx: JobContext, files: list[str], scored: int) -> int:
         source = "read_parquet($files)"
         con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM {source} LIMIT 0', {"files": files})
         con.execute(f'DELETE FROM "{table}" WHERE ds = $ds', {"ds": ctx.ds})
-        con.execute(f'INSERT INTO "{table}" SELECT * FROM {source}', {"files": files})
+        rows = published_rows_sql(ctx.spec, source, '"', summary.get("score_column"))
+        con.execute(f'INSERT INTO "{table}" {rows}', {"files": files})
         con.execute(
             f'CREATE OR REPLACE VIEW "{latest_view(ctx.spec.pipeline)}" AS '
             f'SELECT * FROM "{table}" WHERE ds = (SELECT max(ds) FROM "{table}")'
         )
         row = con.execute(f'SELECT count(*) FROM "{table}" WHERE ds = $ds', {"ds": ctx.ds}).fetchone()
         written = int(row[0]) if row else 0
+        expected = con.execute(expected_rows_sql(ctx.spec, source, '"'), {"files": files}).fetchone()
         # Before COMMIT: a partition that is not exactly what was scored is never visible.
-        check_count(ctx, written, scored)
+        check_count(ctx, written, int(expected[0]) if expected else 0, summary["rows"])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -85,19 +124,38 @@ def _publish_duckdb(ctx: JobContext, files: list[str], scored: int) -> int:
     return written
 
 
-def _publish_bigquery(ctx: JobContext, scores_dir: str) -> int:
+def _publish_bigquery(ctx: JobContext, scores_dir: str, summary: dict[str, Any]) -> int:
+    """One load job (all rows) or, with top_k, a load into a staging table and one ranking query.
+
+    Both end in a single WRITE_TRUNCATE of `table$YYYYMMDD`: the partition flips at once.
+    """
     from google.cloud import bigquery
 
     project, _, dataset = ctx.warehouse.url.removeprefix("bigquery://").partition("/")
     client = bigquery.Client(project=project)
     table_id = f"{project}.{dataset}.{ctx.spec.scoring.table}"
-    job_config = bigquery.LoadJobConfig(
-        source_format=bigquery.SourceFormat.PARQUET,
-        write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-        time_partitioning=bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field="ds"),
-    )
     partition = f"{table_id}${ctx.ds:%Y%m%d}"
-    client.load_table_from_uri(artifacts.join(scores_dir, "*.parquet"), partition, job_config=job_config).result()
+    by_day = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field="ds")
+    truncate = bigquery.WriteDisposition.WRITE_TRUNCATE
+    files = artifacts.join(scores_dir, "*.parquet")
+    parquet = bigquery.SourceFormat.PARQUET
+    if ctx.spec.scoring.top_k is None:
+        load = bigquery.LoadJobConfig(source_format=parquet, write_disposition=truncate, time_partitioning=by_day)
+        client.load_table_from_uri(files, partition, job_config=load).result()
+        expected = summary["rows"]
+    else:
+        staging = f"{table_id}__staging_{ctx.ds:%Y%m%d}"
+        load = bigquery.LoadJobConfig(source_format=parquet, write_disposition=truncate)
+        client.load_table_from_uri(files, staging, job_config=load).result()
+        try:
+            ranked = bigquery.QueryJobConfig(
+                destination=partition, write_disposition=truncate, time_partitioning=by_day
+            )
+            sql = published_rows_sql(ctx.spec, f"`{staging}`", "`", summary.get("score_column"))
+            client.query(sql, job_config=ranked).result()
+            expected = int(next(iter(client.query(expected_rows_sql(ctx.spec, f"`{staging}`", "`")).result()))[0])
+        finally:
+            client.delete_table(staging, not_found_ok=True)
     view = bigquery.Table(f"{project}.{dataset}.{latest_view(ctx.spec.pipeline)}")
     view.view_query = f"SELECT * FROM `{table_id}` WHERE ds = (SELECT MAX(ds) FROM `{table_id}`)"
     client.delete_table(view, not_found_ok=True)
@@ -106,4 +164,6 @@ def _publish_bigquery(ctx: JobContext, scores_dir: str) -> int:
         f"SELECT COUNT(*) AS n FROM `{table_id}` WHERE ds = @ds",
         job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("ds", "DATE", ctx.ds)]),
     ).result()
-    return int(next(iter(rows))["n"])
+    written = int(next(iter(rows))["n"])
+    check_count(ctx, written, expected, summary["rows"])
+    return written
