@@ -54,10 +54,17 @@ class TrainConfig(_Stage):
     learning_rate: float = Field(default=0.003, gt=0, le=10)
     hidden_units: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
     embedding_dim: int = Field(default=8, ge=1, le=1024)
-    dropout: float = Field(default=0.0, ge=0, lt=1)
+    dropout: float = Field(default=0.2, ge=0, lt=1)
     seed: int = 42
-    shuffle_buffer: int = Field(default=10_000, ge=1)
-    early_stopping_patience: int = Field(default=0, ge=0, description="epochs without eval improvement; 0 = off")
+    shuffle_buffer: int = Field(default=65_536, ge=1, description="rows mixed together when shuffling")
+    early_stopping_patience: int = Field(
+        default=1,
+        ge=0,
+        description="epochs without eval improvement before stopping (the best epoch's weights are kept); 0 = off",
+    )
+    cache_parsed: bool = Field(
+        default=True, description="keep the parsed first epoch in a local file; later epochs read it"
+    )
     gpus: int = Field(default=1, ge=0, le=16, description="GPUs the training pod asks for (gcp profile)")
 
 
