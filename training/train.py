@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import tempfile
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ from tfpipe_jobs import artifacts
 from tfpipe_jobs.beam_jobs.preprocessing import cardinality
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.training import input_pipeline, models
-from tfpipe_operators.features import SPLIT_EVAL, SPLIT_TRAIN
+from tfpipe_operators.features import LABEL_KEY, SPLIT_EVAL, SPLIT_TRAIN
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
     tft_output = tft.TFTransformOutput(data_dir)
     feature_spec = tft_output.transformed_feature_spec()
     cards = cardinalities(ctx, tft_output)
+    # Parsed epochs are cached on local disk (the pod's own, never the artifact store) and
+    # removed with the process's temporary folder.
+    cache_dir = tempfile.TemporaryDirectory(prefix="tfpipe-train-cache-") if cfg.cache_parsed else None
     train_ds = input_pipeline.dataset(
         input_pipeline.files(data_dir, SPLIT_TRAIN),
         feature_spec,
@@ -79,9 +83,17 @@ def run(ctx: JobContext) -> dict[str, Any]:
         shuffle=True,
         seed=cfg.seed,
         shuffle_buffer=cfg.shuffle_buffer,
+        cache_file=os.path.join(cache_dir.name, SPLIT_TRAIN) if cache_dir else None,
     )
+    # Eval batches only feed metrics (loss and AUC are weighted by rows, not by batch), so
+    # they take the parse block's size: validation costs a fraction of a training epoch.
     eval_ds = input_pipeline.dataset(
-        input_pipeline.files(data_dir, SPLIT_EVAL), feature_spec, cfg.batch_size, shuffle=False, seed=cfg.seed
+        input_pipeline.files(data_dir, SPLIT_EVAL),
+        feature_spec,
+        max(cfg.batch_size, input_pipeline.PARSE_BLOCK),
+        shuffle=False,
+        seed=cfg.seed,
+        cache_file=os.path.join(cache_dir.name, SPLIT_EVAL) if cache_dir else None,
     )
     # Everything a restarted attempt needs lives outside the staged folder, keyed by config.
     work_dir = artifacts.join(ctx.paths.day, "checkpoints", ctx.config.digest())
@@ -89,7 +101,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
     with artifacts.staged_output(ctx.paths.model) as out:
         with distribution.scope():
-            model = models.build(ctx.spec.features, cards, ctx.spec.label.task, ctx.spec.label.num_classes, cfg)
+            model = models.build(
+                ctx.spec.features, cards, ctx.spec.label.task, ctx.spec.label.num_classes, cfg, label_mean(ctx)
+            )
         callbacks = [
             # Before the backup: a kill between the two repeats an epoch row (deduplicated
             # below) instead of losing one.
@@ -97,14 +111,19 @@ def run(ctx: JobContext) -> dict[str, Any]:
             keras.callbacks.BackupAndRestore(artifacts.join(work_dir, "backup")),
             keras.callbacks.TensorBoard(artifacts.join(work_dir, "logs"), profile_batch=0),
         ]
+        stopper = None
         if cfg.early_stopping_patience:
             monitor, mode = early_stopping_target(ctx)
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=monitor, mode=mode, patience=cfg.early_stopping_patience, restore_best_weights=True
-                )
+            # The saved model is the best epoch's, not the last one's.
+            stopper = keras.callbacks.EarlyStopping(
+                monitor=monitor, mode=mode, patience=cfg.early_stopping_patience, restore_best_weights=True
             )
-        history = model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
+            callbacks.append(stopper)
+        try:
+            history = model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
+        finally:
+            if cache_dir:
+                cache_dir.cleanup()
         model.save(artifacts.join(out, "keras_model"), include_optimizer=False)
         rows = write_metrics(history_csv, artifacts.join(out, "metrics.csv"))
         artifacts.copy_tree(artifacts.join(work_dir, "logs"), artifacts.join(out, "logs"))
@@ -115,12 +134,17 @@ def run(ctx: JobContext) -> dict[str, Any]:
         artifacts.write_json(artifacts.join(out, "dataset.json"), dataset_metadata(ctx, cards))
         plot_curves(artifacts.join(out, "metrics.csv"), artifacts.join(out, "curves.png"))
     tf.io.gfile.rmtree(work_dir)
-    final = {k: float(v) for k, v in rows[-1].items() if k != "epoch"}
+    # The epoch whose weights were saved: under early stopping the best one this attempt saw.
+    kept = int(rows[-1]["epoch"])
+    if stopper is not None and stopper.best_weights is not None:
+        kept = stopper.best_epoch
+    final = next({k: float(v) for k, v in r.items() if k != "epoch"} for r in rows if int(r["epoch"]) == kept)
     log.info(
-        "train: %d epochs of %s (this attempt ran %d), final %s -> %s",
+        "train: %d epochs of %s (this attempt ran %d), kept epoch %d: %s -> %s",
         len(rows),
         cfg.architecture,
         len(history.epoch),
+        kept,
         final,
         ctx.paths.model,
     )
@@ -129,8 +153,18 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "architecture": cfg.architecture,
         "epochs": len(rows),
         "epochs_this_attempt": len(history.epoch),
+        "kept_epoch": kept,
         "final": final,
     }
+
+
+def label_mean(ctx: JobContext) -> float | None:
+    """The label's mean over the extracted rows (binary: the click rate), for the output bias."""
+    if ctx.spec.label.task.value == "multiclass":
+        return None
+    stats = artifacts.read_json(artifacts.join(ctx.paths.data, "stats.json"))
+    mean = stats["columns"].get(LABEL_KEY, {}).get("mean")
+    return None if mean is None else float(mean)
 
 
 def early_stopping_target(ctx: JobContext) -> tuple[str, str]:

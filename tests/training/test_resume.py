@@ -29,7 +29,7 @@ def _epochs(metrics_csv: Path) -> list[int]:
 def test_killed_attempt_resumes_from_its_checkpoint(ctr_run, tmp_path: Path) -> None:
     root = tmp_path / "artifacts"
     day = _copy_data(ctr_run, root)
-    sets = ["--set", f"train.epochs={EPOCHS}"]
+    sets = ["--set", f"train.epochs={EPOCHS}", "--set", "train.early_stopping_patience=0"]
     cli = str(Path(sys.executable).parent / "tfpipe-job")
     first = subprocess.Popen(
         [cli, *ctr_run.args("train", DS, None, *sets, artifacts=str(root))],

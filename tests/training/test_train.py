@@ -21,11 +21,17 @@ def test_model_package(ctr_run) -> None:
     for name in ("_SUCCESS", "metrics.csv", "curves.png", "config.json", "dataset.json", "keras_model"):
         assert (model / name).exists(), name
     rows = list(csv.DictReader((model / "metrics.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # train.epochs: 3 in the spec
+    result = ctr_run.results["train"]
+    # train.epochs: 3 in the spec, fewer when early stopping ends the run
+    assert [int(r["epoch"]) for r in rows] == list(range(result["epochs"])) and 2 <= result["epochs"] <= 3
     assert {"loss", "auc", "val_loss", "val_auc"} <= set(rows[0])
-    assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])  # it learned
+    kept = rows[result["kept_epoch"]]
+    assert float(kept["val_auc"]) == max(float(r["val_auc"]) for r in rows)  # the best epoch was kept
+    assert result["final"]["val_auc"] == float(kept["val_auc"])
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])  # it learned
     config = json.loads((model / "config.json").read_text())
     assert config["config"]["train.epochs"] == 3 and config["config"]["train.learning_rate"] == 0.003
+    assert config["config"]["train.early_stopping_patience"] == 1
     assert config["ds"] == "2026-11-21" and len(config["config_hash"]) == 12
     dataset = json.loads((model / "dataset.json").read_text())
     assert dataset["ds_window"] == ["2026-11-19", "2026-11-21"]
