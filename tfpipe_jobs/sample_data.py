@@ -1,7 +1,12 @@
 """Synthetic click-through data for the sample `ctr` pipeline.
 
 Users, items and context drive a known click probability (`true_ctr`); the label is
-drawn from it. Because the generator stores that probability, the best AUC any model
+drawn from it. Most of the signal is what a model can learn from the columns at the data
+volume: a market taste (country x item category, as tastes are largely shared by a
+market), the device, the hour, the user's age, the price and the position on the page.
+Users and items add modest biases of their own, and the population grows with the data
+so a typical user or item is seen a few hundred times while ids stay high-cardinality
+(thousands at 1M rows) with skewed popularity. Because the generator stores that probability, the best AUC any model
 can reach on an eval set is computable (the Bayes-optimal AUC), which is what the
 training quality target is measured against. Deterministic by seed: the population
 (users, items, their latent tastes) depends on the seed only, each day's rows on the
@@ -25,9 +30,13 @@ log = logging.getLogger(__name__)
 
 CATEGORIES = [f"cat_{i:02d}" for i in range(12)]
 DEVICES = ["mobile", "desktop", "tablet", "tv"]
-DEVICE_EFFECT = np.array([0.15, 0.0, -0.1, -0.4])
+DEVICE_EFFECT = np.array([0.2, 0.0, -0.2, -0.6])
 COUNTRIES = [f"c{i:02d}" for i in range(40)]
 CHUNK_ROWS = 500_000
+MARKET_TASTE_SD = 0.8
+USER_BIAS_SD = 0.25
+ITEM_BIAS_SD = 0.3
+ROWS_PER_ID = 400  # population size: one user and one item per this many daily rows
 
 EVENTS_DDL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -49,7 +58,7 @@ class Population:
     """Users and items with the latent effects the click probability is made of."""
 
     user_bias: np.ndarray
-    user_taste: np.ndarray  # users x categories
+    market_taste: np.ndarray  # countries x categories
     user_country: np.ndarray
     user_age: np.ndarray  # NaN = unknown
     user_weight: np.ndarray  # how active each user is (Zipf-like)
@@ -66,12 +75,12 @@ class Population:
         age = rng.normal(38, 12, n_users).clip(16, 90).round()
         age[rng.random(n_users) < 0.07] = np.nan
         return cls(
-            user_bias=rng.normal(0, 0.7, n_users),
-            user_taste=rng.normal(0, 0.8, (n_users, len(CATEGORIES))),
+            user_bias=rng.normal(0, USER_BIAS_SD, n_users),
+            market_taste=rng.normal(0, MARKET_TASTE_SD, (len(COUNTRIES), len(CATEGORIES))),
             user_country=rng.integers(0, len(COUNTRIES), n_users),
             user_age=age,
             user_weight=user_weight / user_weight.sum(),
-            item_bias=rng.normal(0, 0.7, n_items),
+            item_bias=rng.normal(0, ITEM_BIAS_SD, n_items),
             item_category=rng.integers(0, len(CATEGORIES), n_items),
             item_price=np.exp(rng.normal(3.0, 0.9, n_items)).round(2),
             item_weight=item_weight / item_weight.sum(),
@@ -80,8 +89,8 @@ class Population:
 
 def population_for(rows_per_day: int, seed: int) -> Population:
     """Size the population with the data so ids stay high-cardinality but learnable."""
-    n_users = int(np.clip(rows_per_day // 20, 200, 200_000))
-    n_items = int(np.clip(rows_per_day // 50, 100, 50_000))
+    n_users = int(np.clip(rows_per_day // ROWS_PER_ID, 200, 200_000))
+    n_items = int(np.clip(rows_per_day // ROWS_PER_ID, 100, 50_000))
     return Population.build(n_users, n_items, seed)
 
 
@@ -91,15 +100,15 @@ def _true_ctr(
     cat = pop.item_category[items]
     age = np.nan_to_num(pop.user_age[users], nan=38.0)
     logit = (
-        -2.0
+        -1.6
         + pop.user_bias[users]
         + pop.item_bias[items]
-        + pop.user_taste[users, cat]
+        + pop.market_taste[pop.user_country[users], cat]
         + DEVICE_EFFECT[device]
-        + 0.35 * np.sin(hour / 24.0 * 2 * np.pi)
-        - 0.3 * np.log1p(position)
-        - 0.25 * (np.log(pop.item_price[items]) - 3.0)
-        + 0.01 * (age - 38.0)
+        + 0.4 * np.sin(hour / 24.0 * 2 * np.pi)
+        - 0.45 * np.log1p(position)
+        - 0.3 * (np.log(pop.item_price[items]) - 3.0)
+        + 0.012 * (age - 38.0)
     )
     return 1.0 / (1.0 + np.exp(-logit))
 

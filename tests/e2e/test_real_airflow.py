@@ -195,7 +195,7 @@ def test_trigger_with_params_then_backfill(airflow: Airflow) -> None:
     for day in BACKFILL:
         stats = json.loads((airflow.root / "artifacts" / "ctr" / day.isoformat() / "data" / "stats.json").read_text())
         assert stats["provenance"]["ds"] == day.isoformat()
-        assert stats["rows"] == 3 * 2000  # ds and its 2-day look-back, nothing after ds
+        assert stats["rows"] == 3 * 10_000  # ds and its 2-day look-back, nothing after ds
     # a backfilled older day never replaces the newer blessed model
     blessed = json.loads((airflow.root / "artifacts" / "ctr" / "registry" / "blessed.json").read_text())
     assert blessed["ds"] == DS.isoformat()
