@@ -19,7 +19,6 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics.metric import Metrics
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
@@ -27,7 +26,8 @@ from tfx_bsl.tfxio import tensor_adapter
 
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.beam_jobs import arrow_batches, data_stats, preprocessing
-from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner
+from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner, read_shards, reread
+from tfpipe_jobs.beam_jobs.tfrecord_sink import write_tfrecord_batches
 from tfpipe_jobs.beam_jobs.warehouse_source import COUNTERS, ReadWarehouse, counters
 from tfpipe_jobs.context import JobContext
 from tfpipe_operators.features import LABEL_KEY, SPLIT_EVAL, SPLIT_TRAIN
@@ -37,12 +37,17 @@ log = logging.getLogger(__name__)
 
 
 class SplitBatch(beam.DoFn):  # type: ignore[misc]
-    """Types, samples and splits one warehouse batch; emits TFXIO batches per split."""
+    """Types, samples and splits one warehouse batch; emits TFXIO batches per split.
 
-    def __init__(self, spec: PipelineSpec, eval_percent: int, sample_fraction: float) -> None:
+    `analysis_only`: the pass that feeds tf.Transform's analyzers emits the train split
+    alone and counts nothing (the transform pass counts the rows once).
+    """
+
+    def __init__(self, spec: PipelineSpec, eval_percent: int, sample_fraction: float, analysis_only: bool) -> None:
         self._spec = spec
         self._eval_percent = eval_percent
         self._fraction = sample_fraction
+        self._analysis_only = analysis_only
 
     def process(self, batch: pa.RecordBatch) -> Iterator[Any]:
         spec = self._spec
@@ -50,15 +55,19 @@ class SplitBatch(beam.DoFn):  # type: ignore[misc]
         columns = arrow_batches.raw_columns(spec, batch, with_label=True)
         keep = arrow_batches.sample_mask(hashes, self._fraction) & np.asarray(columns[LABEL_KEY].is_valid())
         dropped = int((~np.asarray(columns[LABEL_KEY].is_valid())).sum())
-        if dropped:
+        if dropped and not self._analysis_only:
             Metrics.counter(COUNTERS, "rows_without_label").inc(dropped)
         is_eval = arrow_batches.eval_mask(hashes, self._eval_percent)
-        for split, mask in ((SPLIT_TRAIN, keep & ~is_eval), (SPLIT_EVAL, keep & is_eval)):
+        splits = [(SPLIT_TRAIN, keep & ~is_eval)]
+        if not self._analysis_only:
+            splits.append((SPLIT_EVAL, keep & is_eval))
+        for split, mask in splits:
             if not mask.any():
                 continue
             selected = pa.array(mask)
             typed = {k: v.filter(selected) for k, v in columns.items()}
-            Metrics.counter(COUNTERS, f"{split}_rows").inc(int(mask.sum()))
+            if not self._analysis_only:
+                Metrics.counter(COUNTERS, f"{split}_rows").inc(int(mask.sum()))
             yield beam.pvalue.TaggedOutput(split, arrow_batches.to_tfxio(typed))
             if split == SPLIT_EVAL:
                 keys = {k: batch.column(k).filter(selected).cast(pa.string()) for k in spec.keys if k not in typed}
@@ -82,13 +91,38 @@ def tfxio_schema(spec: PipelineSpec) -> pa.Schema:
 
 
 class EncodeExamples(beam.DoFn):  # type: ignore[misc]
-    """Transformed record batch -> serialized tf.Examples (vectorised, in C++)."""
+    """Transformed record batch -> its serialized tf.Examples, as one list (encoded in C++)."""
 
     def setup(self) -> None:
         self._encoder = RecordBatchToExamplesEncoder()
 
-    def process(self, element: tuple[pa.RecordBatch, Any]) -> Iterator[bytes]:
-        yield from self._encoder.encode(element[0])
+    def process(self, element: tuple[pa.RecordBatch, Any]) -> Iterator[list[bytes]]:
+        yield self._encoder.encode(element[0])
+
+
+def read_splits(pipeline: beam.Pipeline, ctx: JobContext, label: str, analysis_only: bool) -> Any:
+    """The day's rows, typed and split, from one or several parallel reads of the warehouse."""
+    spec, cfg = ctx.spec, ctx.config.extract
+    shards = read_shards(ctx.runner, cfg.direct_num_workers)
+    outputs = (SPLIT_TRAIN,) if analysis_only else (SPLIT_TRAIN, SPLIT_EVAL, "eval_raw")
+    return (
+        pipeline
+        | f"{label}Shards" >> beam.Create([(i, shards) for i in range(shards)])
+        | f"{label}ReadWarehouse"
+        >> beam.ParDo(
+            ReadWarehouse(
+                ctx.warehouse.url,
+                spec.source_sql,
+                ctx.query_params,
+                cfg.batch_rows,
+                keys=spec.keys,
+                counter=None if analysis_only else "rows_read",
+            )
+        )
+        | f"{label}FanOut" >> fan_out(ctx.runner)
+        | f"{label}SplitBatch"
+        >> beam.ParDo(SplitBatch(spec, cfg.eval_percent, cfg.sample_fraction, analysis_only)).with_outputs(*outputs)
+    )
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
@@ -106,38 +140,21 @@ def run(ctx: JobContext) -> dict[str, Any]:
             options=make_options(ctx.runner, cfg.direct_num_workers, ctx.beam_args),
         )
         with tft_beam.Context(temp_dir=artifacts.join(out, "tmp"), force_tf_compat_v1=False):
-            splits = (
-                pipeline
-                | "Start" >> beam.Create([None])
-                | "ReadWarehouse"
-                >> beam.ParDo(ReadWarehouse(ctx.warehouse.url, spec.source_sql, ctx.query_params, cfg.batch_rows))
-                | "FanOut" >> fan_out(ctx.runner)
-                | "SplitBatch"
-                >> beam.ParDo(SplitBatch(spec, cfg.eval_percent, cfg.sample_fraction)).with_outputs(
-                    SPLIT_TRAIN, SPLIT_EVAL, "eval_raw"
-                )
-            )
-            (train, _), transform_fn = (
-                splits[SPLIT_TRAIN],
+            splits = read_splits(pipeline, ctx, "", analysis_only=False)
+            analysed = read_splits(pipeline, ctx, "Analysis", analysis_only=True) if reread(ctx.runner) else splits
+            transform_fn = (
+                analysed[SPLIT_TRAIN],
                 adapter_config,
-            ) | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
-                preprocessing.make_preprocessing_fn(spec), output_record_batches=True
-            )
-            eval_data, _ = (
-                (splits[SPLIT_EVAL], adapter_config),
-                transform_fn,
-            ) | "TransformEval" >> tft_beam.TransformDataset(output_record_batches=True)
+            ) | "Analyze" >> tft_beam.AnalyzeDataset(preprocessing.make_preprocessing_fn(spec))
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
-            for name, data in ((SPLIT_TRAIN, train), (SPLIT_EVAL, eval_data)):
+            for name in (SPLIT_TRAIN, SPLIT_EVAL):
+                transformed, _ = ((splits[name], adapter_config), transform_fn) | f"Transform{name}" >> (
+                    tft_beam.TransformDataset(output_record_batches=True)
+                )
                 _ = (
-                    data
+                    transformed
                     | f"Encode{name}" >> beam.ParDo(EncodeExamples())
-                    | f"Write{name}"
-                    >> beam.io.WriteToTFRecord(
-                        artifacts.join(out, name, "part"),
-                        file_name_suffix=".tfrecord.gz",
-                        compression_type=CompressionTypes.GZIP,
-                    )
+                    | f"Write{name}" >> write_tfrecord_batches(artifacts.join(out, name, "part"), cfg.rows_per_shard)
                 )
             _ = splits["eval_raw"] | "WriteEvalRaw" >> beam.io.WriteToParquetBatched(
                 artifacts.join(out, "eval_raw", "part"), schema=eval_raw_schema(spec), file_name_suffix=".parquet"

@@ -14,6 +14,7 @@ process exits, instead of leaving it running and billing.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -60,7 +61,17 @@ def make_runner(runner: str) -> Any:
 
 
 def make_options(runner: str, num_workers: int, extra: tuple[str, ...] | list[str] = ()) -> PipelineOptions:
+    if runner in LOCAL_RUNNERS and num_workers > 1:
+        _isolate_worker_imports()
     return PipelineOptions(pipeline_args(runner, num_workers, extra))
+
+
+def _isolate_worker_imports() -> None:
+    """Local worker processes start with `python -m`, which puts the working directory first
+    on their import path; started from a source checkout, its folders would hide the
+    installed packages (e.g. `tfpipe_jobs` without its mapped `beam_jobs`). The workers
+    inherit this process's environment, so tell their Python not to add it."""
+    os.environ["PYTHONSAFEPATH"] = "1"
 
 
 def fan_out(runner: str) -> Any:
@@ -75,6 +86,27 @@ def fan_out(runner: str) -> Any:
     if runner in LOCAL_RUNNERS:
         return beam.Map(lambda batch: batch)
     return beam.Reshuffle()
+
+
+def read_shards(runner: str, num_workers: int) -> int:
+    """How many parallel reads split the source locally: one per worker process.
+
+    A single read is one bundle, and the FnApiRunner fuses everything after it into the
+    worker that runs that bundle; several reads (each a hash range of the keys) give each
+    worker its own part. On a distributed runner the Reshuffle after one read spreads the work.
+    """
+    return num_workers if runner in LOCAL_RUNNERS else 1
+
+
+def reread(runner: str) -> bool:
+    """Whether tf.Transform's analysis reads the warehouse in a pass of its own.
+
+    The transform pass needs the analysis result, so a local runner would otherwise keep
+    every train row in memory between the two stages; reading the (columnar, fast) warehouse
+    again keeps both passes streaming, with memory flat in the number of rows. A
+    distributed runner shuffles to disk instead, and a second read would bill a second query.
+    """
+    return runner in LOCAL_RUNNERS
 
 
 # --- job tracking -----------------------------------------------------------------------

@@ -19,6 +19,26 @@ from tfpipe_jobs.warehouse import Warehouse
 
 COUNTERS = "tfpipe"
 _DONE = object()
+SHARD_PARAM, SHARDS_PARAM = "tfpipe_read_shard", "tfpipe_read_shards"
+
+
+def sharded_sql(bigquery_sql: str, keys: list[str], warehouse_kind: str) -> str:
+    """The query restricted to one hash range of its key columns (`@tfpipe_read_shard` of
+    `@tfpipe_read_shards`), so several workers each read a disjoint part of the rows.
+
+    Every part re-runs the whole query in the warehouse: cheap for a columnar engine next
+    to the per-row work downstream, and it keeps each worker's read a plain stream.
+    """
+    body = bigquery_sql.strip().rstrip(";")
+    columns = ", ".join(f"`{k}`" for k in keys)
+    if warehouse_kind == "duckdb":
+        # DuckDB has no FARM_FINGERPRINT; its own HASH (varargs, unsigned) passes through the transpiler.
+        bucket = f"HASH({columns}) % @{SHARDS_PARAM}"
+    else:
+        # IFNULL: a NULL key must still land in one range, not vanish from every one.
+        text = " || '\\x1f' || ".join(f"IFNULL(CAST(`{k}` AS STRING), '')" for k in keys)
+        bucket = f"MOD(ABS(MOD(FARM_FINGERPRINT({text}), @{SHARDS_PARAM})), @{SHARDS_PARAM})"
+    return f"SELECT * FROM (\n{body}\n) AS source_rows WHERE {bucket} = @{SHARD_PARAM}"
 
 
 class ArrowCoder(beam.coders.Coder):  # type: ignore[misc]
@@ -107,21 +127,43 @@ def prefetched(batches: Iterator[pa.RecordBatch], depth: int) -> Iterator[pa.Rec
 
 @beam.typehints.with_output_types(pa.RecordBatch)
 class ReadWarehouse(beam.DoFn):  # type: ignore[misc]
-    """Runs a query on the worker and emits its rows as record batches."""
+    """Runs a query on the worker and emits its rows as record batches.
+
+    The input element is None (the whole query) or a `(shard, shards)` pair: that hash
+    range of the key columns (see `sharded_sql`). `counter` names the counter of rows read
+    (None when a second pass over the same rows must not count them again).
+    """
 
     def __init__(
-        self, warehouse_url: str, sql: str, params: dict[str, Any], batch_rows: int, prefetch: int = 0
+        self,
+        warehouse_url: str,
+        sql: str,
+        params: dict[str, Any],
+        batch_rows: int,
+        prefetch: int = 0,
+        keys: list[str] | None = None,
+        counter: str | None = "rows_read",
     ) -> None:
         self._url = warehouse_url
         self._sql = sql
         self._params = params
         self._batch_rows = batch_rows
         self._prefetch = prefetch
+        self._keys = keys or []
+        self._counter = counter
 
-    def process(self, _: Any) -> Iterator[pa.RecordBatch]:
-        batches = Warehouse(self._url).batches(self._sql, self._params, self._batch_rows)
+    def process(self, shard: tuple[int, int] | None) -> Iterator[pa.RecordBatch]:
+        warehouse = Warehouse(self._url)
+        sql, params = self._sql, self._params
+        if shard is not None and shard[1] > 1:
+            if not self._keys:
+                raise ValueError("a sharded warehouse read needs the key columns to hash")
+            sql = sharded_sql(sql, self._keys, warehouse.kind)
+            params = {**params, SHARD_PARAM: shard[0], SHARDS_PARAM: shard[1]}
+        batches = warehouse.batches(sql, params, self._batch_rows)
         for batch in prefetched(batches, self._prefetch):
-            Metrics.counter(COUNTERS, "rows_read").inc(batch.num_rows)
+            if self._counter:
+                Metrics.counter(COUNTERS, self._counter).inc(batch.num_rows)
             yield batch
 
 

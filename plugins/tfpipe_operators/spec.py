@@ -41,6 +41,9 @@ class ExtractConfig(_Stage):
     sample_fraction: float = Field(default=1.0, gt=0, le=1, description="deterministic sample of keys")
     batch_rows: int = Field(default=8192, ge=64, description="rows per Arrow record batch")
     direct_num_workers: int = Field(default=1, ge=1, le=64, description="local Beam worker processes")
+    rows_per_shard: int = Field(
+        default=100_000, ge=1000, description="train/eval TFRecord files hold at most this many rows each"
+    )
     max_null_rate: float = Field(default=0.5, ge=0, le=1, description="a feature NULL in more rows fails the day")
     max_null_rate_increase: float = Field(default=0.2, ge=0, le=1, description="vs the previous day, absolute")
     max_label_rate_change: float = Field(default=0.5, ge=0, description="binary label rate vs previous day, relative")

@@ -182,7 +182,7 @@ def test_feature_cross_is_trained_and_served(ctr_warehouse, spec_dir: Path, tmp_
     for step in ("train", "export"):
         done = ctr_warehouse.run(step, "--set", "train.epochs=1", spec=spec_path, artifacts=artifacts)
         assert done["exit_code"] == 0, (step, done)
-    model = tf.saved_model.load(str(Path(artifacts) / "ctr" / "2026-11-21" / "serving"))
+    model = tf.saved_model.load(str(Path(artifacts) / "ctr" / "2026-11-21" / "serving" / "saved_model"))
     signature = model.signatures["predict_raw"]
     assert "country_x_category" not in signature.structured_input_signature[1]
     served = signature(
@@ -192,3 +192,35 @@ def test_feature_cross_is_trained_and_served(ctr_warehouse, spec_dir: Path, tmp_
         }
     )
     assert all(v.shape[0] == len(rows) for v in served.values())
+
+
+def test_two_worker_processes_give_the_same_split_and_rows(ctr_run, tmp_path: Path) -> None:
+    """extract.direct_num_workers=2: two processes, each reading a hash range of the keys."""
+    artifacts = str(tmp_path / "artifacts")
+    two = ctr_run.run(
+        "extract",
+        "--set",
+        "extract.direct_num_workers=2",
+        "--set",
+        "extract.rows_per_shard=1000",
+        "--set",
+        "extract.batch_rows=256",
+        artifacts=artifacts,
+    )
+    one = ctr_run.results["extract"]
+    assert two["exit_code"] == 0
+    assert {k: two[k] for k in ("rows_read", "train_rows", "eval_rows")} == {
+        k: one[k] for k in ("rows_read", "train_rows", "eval_rows")
+    }
+    data_one, data_two = ctr_run.day() / "data", Path(artifacts) / "ctr" / "2026-11-21" / "data"
+    ids = [set(pq.read_table(d / "eval_raw").column("event_id").to_pylist()) for d in (data_one, data_two)]
+    assert ids[0] == ids[1]
+    # Several train files (at most ~1000 rows each, whole batches), every row in exactly one.
+    files = list((data_two / "train").glob("part-*.tfrecord.gz"))
+    assert len(files) >= 4
+    spec = tft.TFTransformOutput(str(data_one)).transformed_feature_spec()
+    for split in ("train", "eval"):
+        a, b = _read_examples(data_one / split, spec), _read_examples(data_two / split, spec)
+        assert len(a["__label"]) == len(b["__label"]) == one[f"{split}_rows"]
+        for name in ("item_price_xf", "user_id_xf", "device_xf", "__label"):
+            np.testing.assert_allclose(np.sort(a[name]), np.sort(b[name]), rtol=1e-5, atol=1e-5)

@@ -151,3 +151,16 @@ def test_sigterm_cancels_a_real_running_pipeline(tmp_path: Path) -> None:
     assert out.splitlines()[-1].startswith("state ")  # the interrupted wait ended, not the pipeline
     assert f"Pipeline DirectPipelineResult is now {PipelineState.CANCELLED}" in err
     assert time.monotonic() - started < 30  # far less than the 100 s the 40 slow bundles need
+
+
+def test_local_worker_processes_do_not_import_from_the_working_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTHONSAFEPATH", raising=False)
+    runner.make_options("DirectRunner", 1)
+    assert "PYTHONSAFEPATH" not in os.environ
+    runner.make_options("DirectRunner", 2)
+    assert os.environ["PYTHONSAFEPATH"] == "1"
+
+
+def test_reads_split_per_local_worker_and_analysis_rereads_locally_only() -> None:
+    assert runner.read_shards("DirectRunner", 3) == 3 and runner.read_shards("DataflowRunner", 3) == 1
+    assert runner.reread("FnApiRunner") and not runner.reread("DataflowRunner")

@@ -1,0 +1,24 @@
+"""Batched TFRecord writing: files TensorFlow reads back, capped in rows per file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import apache_beam as beam
+import tensorflow as tf
+
+from tfpipe_jobs.beam_jobs.runner import make_options, make_runner
+from tfpipe_jobs.beam_jobs.tfrecord_sink import write_tfrecord_batches
+
+
+def test_batches_become_gzipped_tfrecords_tensorflow_reads(tmp_path: Path) -> None:
+    batches = [[f"row-{b}-{i}".encode() * (i % 7 + 1) for i in range(300)] for b in range(10)]
+    pipeline = beam.Pipeline(runner=make_runner("DirectRunner"), options=make_options("DirectRunner", 1))
+    _ = pipeline | beam.Create(batches, reshuffle=False) | write_tfrecord_batches(str(tmp_path / "part"), 1000)
+    pipeline.run().wait_until_finish()
+    files = sorted(str(p) for p in tmp_path.glob("part-*-of-*.tfrecord.gz"))
+    read = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    assert sorted(read) == sorted(r for batch in batches for r in batch)
+    # 3000 rows, a file closes once it holds 1000 or more (whole batches of 300): 1200 + 1200 + 600
+    sizes = sorted(sum(1 for _ in tf.data.TFRecordDataset(f, compression_type="GZIP")) for f in files)
+    assert sizes == [600, 1200, 1200]
