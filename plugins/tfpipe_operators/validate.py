@@ -106,7 +106,7 @@ def expected_queries(spec: PipelineSpec) -> list[Expected]:
     source: dict[str, str] = {key: "keys" for key in spec.keys}
     source[spec.label.column] = "label.column"
     scoring: dict[str, str] = {key: "scoring.keys" for key in spec.scoring.keys}
-    for feature in spec.features:
+    for feature in spec.raw_features:  # a cross is computed in the transform, not selected
         source.setdefault(feature.name, "features")
         scoring.setdefault(feature.name, "features")
     return [

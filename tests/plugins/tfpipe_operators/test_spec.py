@@ -24,7 +24,9 @@ def test_sample_spec_loads_with_sql_and_features(ctr_spec_path: Path) -> None:
     assert "@ds" in spec.source_sql and "@lookback_days" in spec.source_sql
     assert "FROM candidates" in spec.scoring_sql
     kinds = {f.kind for f in spec.features}
-    assert kinds == {FeatureKind.NUMERIC, FeatureKind.BUCKETIZED, FeatureKind.VOCABULARY, FeatureKind.HASHED}
+    assert kinds == {FeatureKind.NUMERIC, FeatureKind.BUCKETIZED, FeatureKind.VOCABULARY, FeatureKind.CROSS}
+    assert spec.feature_by_name["market"].crosses == ["country", "item_category"]
+    assert "market" not in [f.name for f in spec.raw_features]
     assert spec.feature_by_name["user_id"].transformed_name == "user_id_xf"
 
 
