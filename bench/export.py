@@ -5,7 +5,9 @@ this process builds, from that one trained model and transform output:
   plain    the SavedModel saved straight from the trained model + transform (variables,
            no freezing, no Grappler pass at export)              - the baseline;
   frozen   variables folded into constants, no Grappler pass       (export.optimize=false);
-  default  frozen + Grappler over each whole signature            (what the step publishes);
+  default  frozen, rewritten and Grappler-optimised, each signature one flat function
+           (sparse round trip of dense raw columns removed, table sizes folded,
+           peepholes, dead control edges and nodes dropped)  (what the step publishes);
   xla      default + the dense part XLA-compiled                  (export.xla=true).
 plus a floor: signatures with the same inputs returning zeros (the cost of a call itself).
 Each is saved, loaded back with `tf.saved_model.load` and called from Python through its
@@ -16,18 +18,20 @@ processes on the machine spreads over all of them. Prints figures; asserts nothi
 Target (issue 5): default >= 1.5x plain at batch 1, and no slower at any shape.
 
     .venv-jobs/bin/python bench/export.py --rows 200000
+    .venv-jobs/bin/python bench/export.py --reuse   # same trained model, variants rebuilt
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 import numpy as np
-from common import SPEC, Workspace, fresh_workspace
+from common import REPO, SPEC, Workspace, fresh_workspace
 
 from tfpipe_jobs import sample_data
 
@@ -53,6 +57,7 @@ def build_variants(ws: Workspace) -> tuple[dict[str, str], Any, Any]:
     day = ws.artifacts / "ctr" / DS.isoformat()
     tft_output = tft.TFTransformOutput(str(day / "data"))
     model = keras.models.load_model(str(day / "model" / "keras_model"), compile=False)
+    shutil.rmtree(ws.root / "variants", ignore_errors=True)
     paths = {}
     for name, options in VARIANTS.items():
         plain = bool(options.get("plain"))
@@ -178,14 +183,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--calls", type=int, default=2000, help="batch-1 calls per variant and signature")
-    args = parser.parse_args()
-    ws = fresh_workspace("export")
-    sample_data.generate(
-        ws.warehouse.removeprefix("duckdb://"), DS, days=1, rows_per_day=args.rows, candidates_per_day=1000
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the last run's data and trained model (a second run to compare)"
     )
-    for step in ("extract", "train"):
-        run = ws.step(step, DS.isoformat(), "extract.lookback_days=0")
-        print(f"{step}: {args.rows:,} rows in {run.seconds:.0f}s", flush=True)
+    args = parser.parse_args()
+    model = REPO / ".tfpipe" / "bench" / "export" / "artifacts" / "ctr" / DS.isoformat() / "model" / "_SUCCESS"
+    if args.reuse and model.exists():
+        ws = Workspace(model.parents[4])
+        print(f"reusing the data and model under {ws.root}", flush=True)
+    else:
+        ws = fresh_workspace("export")
+        sample_data.generate(
+            ws.warehouse.removeprefix("duckdb://"), DS, days=1, rows_per_day=args.rows, candidates_per_day=1000
+        )
+        for step in ("extract", "train"):
+            run = ws.step(step, DS.isoformat(), "extract.lookback_days=0")
+            print(f"{step}: {args.rows:,} rows in {run.seconds:.0f}s", flush=True)
     paths, spec, table = build_variants(ws)
     results = measure(paths, spec, table, args.calls)
     print_table(results)

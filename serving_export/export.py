@@ -3,11 +3,13 @@
 The model's variables are folded into constants (its concrete function, frozen); the
 tf.Transform layer stays a tracked object because its vocabulary lookups are resource
 tables, which freezing cannot fold. A `tf.Module` calls both, so a loaded model needs
-nothing but TensorFlow. Each signature is then frozen whole and optimised once by
-Grappler (`optimize.py`, `export.optimize`); `export.xla` also XLA-compiles the dense
-part. Before publishing, the export is loaded back and its predictions are compared
-with the trained model's on the day's raw eval rows; a difference above the tolerance
-(1e-5, or `export.xla_tolerance` with XLA) fails the step.
+nothing but TensorFlow. Each signature is then frozen whole, rewritten and optimised
+once by Grappler into one flat function (`optimize.py`, `export.optimize`); `export.xla`
+also XLA-compiles the dense part. The optimised signatures make each raw column dense
+once (a `tf.Example` feature with more than one value fails, as in training) and treat a
+NaN / b"" value like an absent one. Before publishing, the export is loaded back and its
+predictions are compared with the trained model's on the day's raw eval rows; a
+difference above the tolerance (1e-5, or `export.xla_tolerance` with XLA) fails the step.
 
 Signatures (stable across architectures):
   serving_default(examples: string[N])  serialized raw tf.Examples -> predictions
@@ -16,7 +18,7 @@ Signatures (stable across architectures):
 Predictions: binary {probability}, multiclass {probabilities, class_id}, regression {value}.
 
 Beside the SavedModel: `equivalence.json` (both signatures vs the trained model, the
-export config and the graph's node counts before/after Grappler),
+export config, the graph's node counts before/after and what each rewrite changed),
 `signatures.txt` (what `saved_model_cli show --all` prints), and inside it
 `assets.extra/tf_serving_warmup_requests` (TensorFlow Serving replays it at load time).
 """

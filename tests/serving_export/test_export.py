@@ -154,6 +154,16 @@ def test_loads_and_scores_with_tensorflow_only(ctr_run) -> None:
     assert "user_id_xf" in result["transformed"]
 
 
+def test_a_feature_with_two_values_is_refused(ctr_run) -> None:
+    import tensorflow as tf
+
+    model = tf.saved_model.load(str(ctr_run.day() / "serving" / "saved_model"))
+    example = tf.train.Example()
+    example.features.feature["user_age"].float_list.value.extend([30.0, 31.0])  # one value per row expected
+    with pytest.raises(tf.errors.InvalidArgumentError, match="out of bounds"):
+        model.signatures["serving_default"](examples=tf.constant([example.SerializeToString()]))
+
+
 # --- every task type: a pipeline per task on the same sample warehouse -------------------
 
 TASK_SQL = """SELECT event_id, {columns}
@@ -181,7 +191,8 @@ def task_export(request: pytest.FixtureRequest, ctr_warehouse, tmp_path_factory:
     spec["source"]["sql"] = "train_task.sql"
     spec["train"]["epochs"] = 1
     spec.pop("gate")  # the task's default gate metric
-    columns = [f["name"] for f in spec["features"]] + [label]
+    # Warehouse columns only: a cross is built inside the transform from other features.
+    columns = [f["name"] for f in spec["features"] if f.get("kind") != "cross"] + [label]
     (folder / "train_task.sql").write_text(TASK_SQL.format(columns=", ".join(columns)))
     (folder / "pipeline.yaml").write_text(yaml.safe_dump(spec))
     root = str(folder.parent.parent / "artifacts")
@@ -189,6 +200,7 @@ def task_export(request: pytest.FixtureRequest, ctr_warehouse, tmp_path_factory:
     for step in ("extract", "train", "export"):
         results[step] = ctr_warehouse.run(step, spec=str(folder / "pipeline.yaml"), artifacts=root)
         assert results[step]["exit_code"] == 0, (step, results[step])
+    results["features"] = [f["name"] for f in spec["features"]]
     return task, label, Path(root) / f"ctr_{task}" / DS, results
 
 
@@ -205,7 +217,7 @@ def test_every_task_exports_equal_to_the_trained_model(task_export) -> None:
 
 
 def test_every_task_scores_with_tensorflow_only(task_export) -> None:
-    task, label, day, _ = task_export
+    task, label, day, results = task_export
     result = score_standalone(day / "serving" / "saved_model", label=label)
     assert result["signatures"] == ["predict_raw", "serving_default", "transform_features"]
     out, raw = result["examples"], result["raw"]
@@ -220,4 +232,4 @@ def test_every_task_scores_with_tensorflow_only(task_export) -> None:
         values = np.array(out["value"])
         assert values.shape == (3,) and np.isfinite(values).all()
         assert np.allclose(raw["value"], values, atol=1e-5, rtol=1e-6)
-    assert f"{label}_xf" not in result["transformed"] and len(result["transformed"]) == 8
+    assert sorted(result["transformed"]) == sorted(f"{name}_xf" for name in results["features"])
