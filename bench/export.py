@@ -78,16 +78,16 @@ def save_floor(spec: Any, path: str) -> None:
 
     from tfpipe_jobs.serving_export.export import _TF_TYPES
 
+    raw_specs = {f.name: tf.TensorSpec([None], _TF_TYPES[f.raw_type], name=f.name) for f in spec.raw_features}
+
     class Floor(tf.Module):  # type: ignore[misc]
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
             return {"probability": tf.zeros(tf.shape(examples), tf.float32)}
 
-        @tf.function(
-            input_signature=[{f.name: tf.TensorSpec([None], _TF_TYPES[f.raw_type], name=f.name) for f in spec.features}]
-        )
+        @tf.function(input_signature=[raw_specs])
         def raw(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-            return {"probability": tf.zeros(tf.shape(features[spec.features[0].name]), tf.float32)}
+            return {"probability": tf.zeros(tf.shape(features[spec.raw_features[0].name]), tf.float32)}
 
     floor = Floor()
     tf.saved_model.save(floor, path, signatures={"serving_default": floor.examples, "predict_raw": floor.raw})
