@@ -25,7 +25,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from tfpipe_jobs import artifacts, registry
 from tfpipe_jobs.beam_jobs import arrow_batches
-from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner
+from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner, read_shards
 from tfpipe_jobs.beam_jobs.warehouse_source import COUNTERS, ReadWarehouse, counters
 from tfpipe_jobs.context import JobContext
 from tfpipe_operators.features import FeatureKind, Task
@@ -245,14 +245,22 @@ def run(ctx: JobContext) -> dict[str, Any]:
         unique_keys = pool.submit(check_unique_keys, ctx)
         pipeline = beam.Pipeline(
             runner=make_runner(ctx.runner),
-            options=make_options(ctx.runner, cfg.extract.direct_num_workers, ctx.beam_args),
+            options=make_options(ctx.runner, cfg.score.direct_num_workers, ctx.beam_args),
         )
+        shards = read_shards(ctx.runner, cfg.score.direct_num_workers)
         _ = (
             pipeline
-            | "Start" >> beam.Create([None])
+            | "Shards" >> beam.Create([(i, shards) for i in range(shards)])
             | "ReadWarehouse"
             >> beam.ParDo(
-                ReadWarehouse(ctx.warehouse.url, spec.scoring_sql, ctx.query_params, cfg.score.batch_rows, prefetch=2)
+                ReadWarehouse(
+                    ctx.warehouse.url,
+                    spec.scoring_sql,
+                    ctx.query_params,
+                    cfg.score.batch_rows,
+                    prefetch=2,
+                    keys=spec.scoring.keys,
+                )
             )
             | "FanOut" >> fan_out(ctx.runner).with_output_types(pa.RecordBatch)
             | "Score" >> RunInference(handler).with_output_types(pa.Table)

@@ -80,6 +80,9 @@ class GateConfig(_Stage):
 
 class ScoreConfig(_Stage):
     batch_rows: int = Field(default=4096, ge=1, le=1 << 20)
+    direct_num_workers: int = Field(
+        default=1, ge=1, le=64, description="local Beam worker processes, each loading the model once"
+    )
 
 
 class ExportConfig(_Stage):

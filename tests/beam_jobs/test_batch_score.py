@@ -147,3 +147,16 @@ def test_latest_view_switches_only_to_a_complete_partition(ctr_run) -> None:
             assert con.execute("SELECT count(*) FROM ctr_scores").fetchone()[0] == 500
     finally:
         shutil.rmtree(ctr_run.day(newer))
+
+
+def test_two_worker_processes_score_the_same_rows(ctr_run) -> None:
+    """score.direct_num_workers=2: each worker reads a hash range of the keys; same partition."""
+    first = _partition(ctr_run)
+    result = ctr_run.run("score", "--set", "score.direct_num_workers=2")
+    assert result["exit_code"] == 0 and result["rows"] == 500
+    assert ctr_run.run("publish-scores")["exit_code"] == 0
+    again = _partition(ctr_run)
+    assert list(again["user_id"]) == list(first["user_id"])
+    assert list(again["item_id"]) == list(first["item_id"])
+    np.testing.assert_allclose(again["probability"], first["probability"], atol=1e-6)
+    assert len(list((ctr_run.day() / "scores").glob("*.parquet"))) >= 1
