@@ -10,6 +10,7 @@ Beam's file sink, so a failed or retried bundle never leaves a file in the outpu
 from __future__ import annotations
 
 import struct
+import zlib
 from typing import Any
 
 import apache_beam as beam
@@ -34,6 +35,21 @@ def frame(records: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
+class _GzipStream:
+    """Gzip at a chosen level in front of the file Beam opened (its own gzip is level 6 only)."""
+
+    def __init__(self, raw: Any, level: int) -> None:
+        self._raw = raw
+        self._zip = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+
+    def write(self, data: bytes) -> None:
+        self._raw.write(self._zip.compress(data))
+
+    def close(self) -> None:
+        self._raw.write(self._zip.flush())
+        self._raw.close()
+
+
 class _BatchWriter(filebasedsink.FileBasedSinkWriter):  # type: ignore[misc]
     """Counts records, not batches, against the sink's records-per-file cap."""
 
@@ -43,14 +59,18 @@ class _BatchWriter(filebasedsink.FileBasedSinkWriter):  # type: ignore[misc]
 
 
 class TFRecordBatchSink(filebasedsink.FileBasedSink):  # type: ignore[misc]
-    def __init__(self, file_path_prefix: str, rows_per_file: int) -> None:
+    def __init__(self, file_path_prefix: str, rows_per_file: int, gzip_level: int) -> None:
         super().__init__(
             file_path_prefix,
             coder=None,
             file_name_suffix=".tfrecord.gz",
-            compression_type=CompressionTypes.GZIP,
+            compression_type=CompressionTypes.UNCOMPRESSED,  # compressed by _GzipStream
             max_records_per_shard=rows_per_file,
         )
+        self._gzip_level = gzip_level
+
+    def open(self, temp_path: str) -> _GzipStream:
+        return _GzipStream(super().open(temp_path), self._gzip_level)
 
     def open_writer(self, init_result: Any, uid: str) -> _BatchWriter:
         writer = super().open_writer(init_result, uid)
@@ -62,10 +82,12 @@ class TFRecordBatchSink(filebasedsink.FileBasedSink):  # type: ignore[misc]
         file_handle.write(frame(value))
 
 
-def write_tfrecord_batches(file_path_prefix: str, rows_per_file: int) -> beam.PTransform:
+def write_tfrecord_batches(file_path_prefix: str, rows_per_file: int, gzip_level: int = 1) -> beam.PTransform:
     """`<prefix>-SSSSS-of-NNNNN.tfrecord.gz` files of at most about `rows_per_file` records.
 
     A file is closed once it holds `rows_per_file` records or more (a batch is never
     split), and each worker bundle writes its own files, so no step groups all the rows.
+    Gzip level 1 by default: on serialized examples it costs about a fifth of the CPU of
+    level 6 for files about a third larger, and readers do not care which level wrote them.
     """
-    return beam.io.Write(TFRecordBatchSink(file_path_prefix, rows_per_file))
+    return beam.io.Write(TFRecordBatchSink(file_path_prefix, rows_per_file, gzip_level))

@@ -8,9 +8,11 @@ memory is that process's own maximum resident set size.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +26,39 @@ TIME = "/usr/bin/time"
 @dataclass
 class StepRun:
     seconds: float
-    peak_mb: float
+    peak_mb: float  # the largest single process (GNU time)
     result: dict
+    peak_tree_mb: float = 0.0  # all its processes together (local Beam workers included), sampled
+
+
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of a process and all its descendants now (Linux /proc).
+
+    Separate worker processes each count their own copy of shared libraries, so this is
+    an upper bound of what the machine needs, which is what sizing a worker asks.
+    """
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat_file:
+                ppid = int(stat_file.read().rpartition(")")[2].split()[1])
+            with open(f"/proc/{entry}/statm") as statm_file:
+                rss[int(entry)] = int(statm_file.read().split()[1]) * _PAGE_KB
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended while we looked
+        children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += children.get(pid, [])
+    return total / 1024
 
 
 @dataclass
@@ -61,14 +94,29 @@ class Workspace:
 
 def run_measured(args: list[str]) -> StepRun:
     started = time.monotonic()
-    out = subprocess.run([TIME, "-f", "TFPIPE_MAXRSS_KB %M", *args], capture_output=True, text=True)
+    proc = subprocess.Popen(
+        [TIME, "-f", "TFPIPE_MAXRSS_KB %M", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    peak_tree = [0.0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak_tree[0] = max(peak_tree[0], tree_rss_mb(proc.pid))
+            time.sleep(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
     seconds = time.monotonic() - started
+    sampler.join()
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if out.returncode != 0:
         sys.stderr.write(out.stdout[-3000:] + out.stderr[-6000:])
         raise SystemExit(f"{args[1]} failed with exit code {out.returncode}")
     rss = next(int(line.split()[1]) for line in out.stderr.splitlines() if line.startswith("TFPIPE_MAXRSS_KB"))
     line = next(x for x in reversed(out.stdout.splitlines()) if x.startswith("TFPIPE_RESULT "))
-    return StepRun(seconds=seconds, peak_mb=rss / 1024, result=json.loads(line[len("TFPIPE_RESULT ") :]))
+    result = json.loads(line[len("TFPIPE_RESULT ") :])
+    return StepRun(seconds=seconds, peak_mb=rss / 1024, result=result, peak_tree_mb=peak_tree[0])
 
 
 def fresh_workspace(name: str) -> Workspace:

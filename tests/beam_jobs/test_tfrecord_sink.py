@@ -22,3 +22,18 @@ def test_batches_become_gzipped_tfrecords_tensorflow_reads(tmp_path: Path) -> No
     # 3000 rows, a file closes once it holds 1000 or more (whole batches of 300): 1200 + 1200 + 600
     sizes = sorted(sum(1 for _ in tf.data.TFRecordDataset(f, compression_type="GZIP")) for f in files)
     assert sizes == [600, 1200, 1200]
+
+
+def test_files_are_gzip_at_the_chosen_level(tmp_path: Path) -> None:
+    batch = [b"the same example bytes, repeated so that compression matters" * 20] * 500
+    sizes = {}
+    for level in (1, 9):
+        pipeline = beam.Pipeline(runner=make_runner("DirectRunner"), options=make_options("DirectRunner", 1))
+        prefix = str(tmp_path / f"level{level}" / "part")
+        _ = pipeline | beam.Create([batch], reshuffle=False) | write_tfrecord_batches(prefix, 1000, gzip_level=level)
+        pipeline.run().wait_until_finish()
+        (path,) = (tmp_path / f"level{level}").glob("part-*.tfrecord.gz")
+        assert path.read_bytes()[:2] == b"\x1f\x8b"  # a gzip stream TensorFlow's GZIP reader opens
+        assert [r.numpy() for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")] == batch
+        sizes[level] = path.stat().st_size
+    assert sizes[9] <= sizes[1]
