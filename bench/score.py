@@ -1,13 +1,14 @@
 """Batch scoring benchmark: the model's raw throughput vs the whole local scoring step.
 
-(a) raw: the blessed SavedModel's `predict_raw` signature on in-memory batches of 4096
-    scoring rows already converted to tensors (what the model alone can do);
+(a) raw: the blessed SavedModel's `predict_raw` signature on in-memory batches of
+    scoring rows already converted to tensors (what the model alone can do), batches of
+    the size the step uses (`score.batch_rows`);
 (b) end to end: `tfpipe-job score` (DuckDB read -> Beam RunInference -> Parquet), wall
     time of the whole process (imports and model load included), then the same plus
     `tfpipe-job publish-scores` (one DuckDB transaction), with the peak memory of each.
 Target (issue 6): (b) >= 50% of (a), and peak memory flat from 1M to 10M rows.
 
-    .venv-jobs/bin/python bench/score.py --rows 1000000 10000000 [--batch-rows 4096]
+    .venv-jobs/bin/python bench/score.py --rows 1000000 10000000 [--batch-rows 65536]
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from datetime import date, timedelta
 from common import bless_small_model, fresh_workspace
 
 from tfpipe_jobs import sample_data
+from tfpipe_operators.spec import ScoreConfig
 
 BASE_DS = date(2026, 11, 20)
 TRAIN_ROWS = 50_000
 RAW_ROWS = 1_000_000
-BATCH = 4096
 
 
-def raw_throughput(ws, ds: date, rows: int) -> float:
+def raw_throughput(ws, ds: date, rows: int, batch_rows: int) -> float:
     import tensorflow as tf
     from common import SPEC
 
@@ -40,7 +41,7 @@ def raw_throughput(ws, ds: date, rows: int) -> float:
     blessed = require_blessed(RunPaths(str(ws.artifacts), "ctr", ds.isoformat()))
     fn = tf.saved_model.load(blessed["serving"] + "/saved_model").signatures["predict_raw"]
     batches = []
-    for batch in Warehouse(ws.warehouse).batches(spec.scoring_sql + " LIMIT " + str(rows), {"ds": ds}, BATCH):
+    for batch in Warehouse(ws.warehouse).batches(spec.scoring_sql + " LIMIT " + str(rows), {"ds": ds}, batch_rows):
         batches.append({k: tf.constant(v) for k, v in model_inputs(spec, batch).items()})
     fn(**batches[0])  # trace and warm up
     started = time.perf_counter()
@@ -54,8 +55,9 @@ def raw_throughput(ws, ds: date, rows: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--batch-rows", type=int, default=None, help="score.batch_rows (default: the spec's)")
+    parser.add_argument("--batch-rows", type=int, default=None, help="score.batch_rows (default: the config's)")
     args = parser.parse_args()
+    batch_rows = args.batch_rows or ScoreConfig().batch_rows
     ws = fresh_workspace("score")
     largest = max(args.rows)
     warehouse_path = ws.warehouse.removeprefix("duckdb://")
@@ -75,9 +77,8 @@ def main() -> None:
 
     figures = []
     for rows, ds in days.items():
-        raw = raw_throughput(ws, ds, min(rows, RAW_ROWS))
-        sets = [f"score.batch_rows={args.batch_rows}"] if args.batch_rows else []
-        score = ws.step("score", ds.isoformat(), *sets)
+        raw = raw_throughput(ws, ds, min(rows, RAW_ROWS), batch_rows)
+        score = ws.step("score", ds.isoformat(), f"score.batch_rows={batch_rows}")
         publish = ws.step("publish-scores", ds.isoformat())
         assert score.result["rows"] == publish.result["rows"] == rows, (score.result, publish.result)
         step = rows / score.seconds
@@ -89,8 +90,9 @@ def main() -> None:
             flush=True,
         )
 
+    print(f"\nbatches of {batch_rows} rows")
     print(
-        "\nrows        raw rows/s  score rows/s  score/raw  +publish rows/s  +publish/raw  score s  publish s"
+        "rows        raw rows/s  score rows/s  score/raw  +publish rows/s  +publish/raw  score s  publish s"
         "  score peak MB  publish peak MB"
     )
     for rows, raw, step, e2e, s, p, m, pm in figures:

@@ -79,7 +79,9 @@ class GateConfig(_Stage):
 
 
 class ScoreConfig(_Stage):
-    batch_rows: int = Field(default=4096, ge=1, le=1 << 20)
+    # Large batches: per-batch costs (a Parquet row group, a signature call, the OOV
+    # counts) made 4096-row batches take 39 s for 10M rows where 65536 took 20 s.
+    batch_rows: int = Field(default=65536, ge=1, le=1 << 20, description="rows per model call")
     direct_num_workers: int = Field(
         default=1, ge=1, le=64, description="local Beam worker processes, each loading the model once"
     )
