@@ -8,6 +8,12 @@ blocks too: the order of blocks is shuffled in a bounded buffer, then the rows o
 window of `shuffle_buffer` rows are permuted, so memory stays bounded by the buffer and
 no per-record shuffle runs.
 
+Where the first pass's CPU goes (per record, 2 cores, gzip level 1 files of 11 scalar
+features): about 1.7 us reading and decompressing (mostly TFRecord framing and one dataset
+element per record; uncompressed files cost nearly as much), 1.0 us parsing, the rest
+shuffling, caching and batching. Every stage runs on several threads, so a quiet machine
+uses all its cores; a busy one gives the pipeline its share only.
+
 With `cache_file`, the parsed blocks of the first pass are written to a local file and
 later epochs read them from there instead of decompressing and parsing again (the file
 holds one parsed epoch, so memory does not grow with the data; shuffling still runs on
@@ -90,4 +96,14 @@ def dataset(
         label = features.pop(LABEL_KEY)
         return features, label
 
-    return parsed.rebatch(batch_size).map(split_label).prefetch(autotune)
+    return parsed.rebatch(batch_size).map(split_label).prefetch(autotune).with_options(_options())
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    # The autotuner times every element of every stage, and the reader hands over one element
+    # per record: that bookkeeping cost about a quarter of the first epoch's CPU per record
+    # (4.4 -> 3.2 us, 2 cores). Without it, AUTOTUNE parallelism is fixed to the cores
+    # available, which suits these CPU-bound stages, and prefetch buffers still adapt.
+    options.autotune.enabled = False
+    return options
