@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
+import tensorflow as tf
 
-tf = pytest.importorskip("tensorflow")
-
-from tfpipe_jobs.serving_export import optimize  # noqa: E402
+from tfpipe_jobs.serving_export import optimize
 
 SIGNATURE = [{"price": tf.TensorSpec([None], tf.float32), "city": tf.TensorSpec([None], tf.string)}]
 
