@@ -30,6 +30,21 @@ def ctr_spec_path() -> Path:
 
 
 @pytest.fixture
+def gcp_env() -> dict[str, str]:
+    """The environment of a gcp-profile Airflow deployment (what load_profile reads)."""
+    return {
+        "TFPIPE_PROFILE": "gcp",
+        "TFPIPE_GCP_PROJECT": "acme-ml",
+        "TFPIPE_GCP_REGION": "europe-west4",
+        "TFPIPE_JOB_IMAGE": "europe-docker.pkg.dev/acme-ml/tfpipe/jobs-cpu:0.1.0",
+        "TFPIPE_DATAFLOW_IMAGE": "europe-docker.pkg.dev/acme-ml/tfpipe/dataflow:0.1.0",
+        "TFPIPE_ARTIFACT_ROOT": "gs://acme-ml-tfpipe/artifacts",
+        "TFPIPE_WAREHOUSE": "bigquery://acme-ml/analytics",
+        "TFPIPE_JOB_SPECS_DIR": "/opt/tfpipe/pipelines",
+    }
+
+
+@pytest.fixture
 def spec_dir(tmp_path: Path):
     """A copy of the ctr spec folder that a test may edit; returns a writer for pipeline.yaml."""
     import shutil

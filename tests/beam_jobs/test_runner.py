@@ -18,18 +18,16 @@ from apache_beam.runners.runner import PipelineState
 from tfpipe_jobs.beam_jobs import runner
 from tfpipe_operators.profiles import load_profile
 
-GCP_ENV = {
-    "TFPIPE_PROFILE": "gcp",
-    "TFPIPE_GCP_PROJECT": "acme-ml",
-    "TFPIPE_GCP_REGION": "europe-west4",
-    "TFPIPE_JOB_IMAGE": "europe-docker.pkg.dev/acme-ml/tfpipe/jobs-cpu:0.1.0",
-    "TFPIPE_DATAFLOW_IMAGE": "europe-docker.pkg.dev/acme-ml/tfpipe/dataflow:0.1.0",
-    "TFPIPE_DATAFLOW_MACHINE_TYPE": "n2-highmem-8",
-    "TFPIPE_DATAFLOW_MAX_WORKERS": "40",
-    "TFPIPE_DATAFLOW_SERVICE_ACCOUNT": "dataflow-worker@acme-ml.iam.gserviceaccount.com",
-    "TFPIPE_ARTIFACT_ROOT": "gs://acme-ml-tfpipe/artifacts",
-    "TFPIPE_WAREHOUSE": "bigquery://acme-ml/analytics",
-}
+
+@pytest.fixture
+def dataflow_env(gcp_env: dict[str, str]) -> dict[str, str]:
+    """A gcp deployment that also sizes and identifies its Dataflow workers."""
+    return {
+        **gcp_env,
+        "TFPIPE_DATAFLOW_MACHINE_TYPE": "n2-highmem-8",
+        "TFPIPE_DATAFLOW_MAX_WORKERS": "40",
+        "TFPIPE_DATAFLOW_SERVICE_ACCOUNT": "dataflow-worker@acme-ml.iam.gserviceaccount.com",
+    }
 
 
 def test_local_runner_never_names_the_direct_runner() -> None:
@@ -39,9 +37,9 @@ def test_local_runner_never_names_the_direct_runner() -> None:
     assert type(runner.make_runner("DirectRunner")).__name__ == "FnApiRunner"
 
 
-def test_gcp_profile_renders_every_dataflow_option_beam_understands() -> None:
+def test_gcp_profile_renders_every_dataflow_option_beam_understands(dataflow_env: dict[str, str]) -> None:
     """The args the Airflow side renders, parsed by Beam itself: a misspelt flag would stay unset."""
-    extra = load_profile(GCP_ENV).dataflow_args("tfpipe-ctr-daily-extract-transform-20261121-t01")
+    extra = load_profile(dataflow_env).dataflow_args("tfpipe-ctr-daily-extract-transform-20261121-t01")
     options = runner.make_options("DataflowRunner", 1, extra)
     gcp = options.view_as(GoogleCloudOptions)
     workers = options.view_as(WorkerOptions)
@@ -50,7 +48,7 @@ def test_gcp_profile_renders_every_dataflow_option_beam_understands() -> None:
     assert gcp.temp_location == "gs://acme-ml-tfpipe/artifacts/_dataflow/tmp"
     assert gcp.staging_location == "gs://acme-ml-tfpipe/artifacts/_dataflow/staging"
     assert gcp.service_account_email == "dataflow-worker@acme-ml.iam.gserviceaccount.com"
-    assert workers.sdk_container_image == GCP_ENV["TFPIPE_DATAFLOW_IMAGE"]
+    assert workers.sdk_container_image == dataflow_env["TFPIPE_DATAFLOW_IMAGE"]
     assert workers.machine_type == "n2-highmem-8"
     assert workers.max_num_workers == 40
     assert gcp.labels == ["app=tfpipe"]
@@ -80,14 +78,16 @@ class _DataflowService:
         return True
 
 
-def test_a_running_dataflow_job_is_reported_and_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_running_dataflow_job_is_reported_and_cancelled(
+    monkeypatch: pytest.MonkeyPatch, dataflow_env: dict[str, str]
+) -> None:
     from apache_beam.runners.dataflow.dataflow_runner import DataflowPipelineResult
     from google.cloud import dataflow
 
     monkeypatch.setattr(runner, "_TRACKED", [])
     service = _DataflowService(dataflow.JobState.JOB_STATE_RUNNING)
     launcher = type("Launcher", (), {"dataflow_client": service})()
-    options = PipelineOptions(load_profile(GCP_ENV).dataflow_args("tfpipe-ctr-daily-batch-score-20261121-t01"))
+    options = PipelineOptions(load_profile(dataflow_env).dataflow_args("tfpipe-ctr-daily-batch-score-20261121-t01"))
     job = dataflow.Job(id="2026-11-22_01_02_03-42", current_state=dataflow.JobState.JOB_STATE_RUNNING)
     runner.track(DataflowPipelineResult(job, launcher, options), options)
 

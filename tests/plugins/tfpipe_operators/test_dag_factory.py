@@ -11,15 +11,6 @@ from tfpipe_operators.profiles import Profile, ProfileError, load_profile
 from tfpipe_operators.spec import SpecError, load_spec
 
 CHAIN = ["wait_for_source", *STEPS]
-GCP_ENV = {
-    "TFPIPE_PROFILE": "gcp",
-    "TFPIPE_GCP_PROJECT": "acme-ml",
-    "TFPIPE_JOB_IMAGE": "europe-docker.pkg.dev/acme-ml/tfpipe/jobs-gpu:0.1.0",
-    "TFPIPE_ARTIFACT_ROOT": "gs://acme-ml-tfpipe/artifacts",
-    "TFPIPE_WAREHOUSE": "bigquery://acme-ml/analytics",
-    "TFPIPE_JOB_SPECS_DIR": "/opt/tfpipe/pipelines",
-    "TFPIPE_DATAFLOW_IMAGE": "europe-docker.pkg.dev/acme-ml/tfpipe/dataflow:0.1.0",
-}
 
 
 def _chain(dag) -> list[str]:
@@ -85,8 +76,8 @@ def test_run_params_pass_only_set_values() -> None:
     assert json.loads(text) == {"variant": "wide", "train.epochs": 5}
 
 
-def test_gcp_profile_uses_pods_and_bigquery(ctr_spec_path: Path) -> None:
-    dag = build_dag(load_spec(ctr_spec_path), load_profile(GCP_ENV))
+def test_gcp_profile_uses_pods_and_bigquery(ctr_spec_path: Path, gcp_env: dict[str, str]) -> None:
+    dag = build_dag(load_spec(ctr_spec_path), load_profile(gcp_env))
     assert _chain(dag) == CHAIN  # same task ids in both profiles
     assert type(dag.get_task("wait_for_source")).__name__ == "BigQueryTablePartitionExistenceSensor"
     assert all(isinstance(dag.get_task(s), KubernetesPodOperator) for s in STEPS)
@@ -100,7 +91,7 @@ def test_gcp_profile_uses_pods_and_bigquery(ctr_spec_path: Path) -> None:
     assert not any(a.startswith("--sdk_container_image") for a in dag.get_task("train").arguments)
 
 
-def test_gcp_profile_without_settings_is_refused() -> None:
+def test_gcp_profile_without_settings_is_refused(gcp_env: dict[str, str]) -> None:
     with pytest.raises(
         ProfileError, match="profile gcp needs: TFPIPE_GCP_PROJECT, TFPIPE_JOB_IMAGE, TFPIPE_DATAFLOW_IMAGE"
     ):
@@ -108,11 +99,11 @@ def test_gcp_profile_without_settings_is_refused() -> None:
     with pytest.raises(ProfileError, match="TFPIPE_PROFILE"):
         load_profile({"TFPIPE_PROFILE": "aws"})
     with pytest.raises(ProfileError, match="TFPIPE_DATAFLOW_MAX_WORKERS: Input should be greater than or equal to 1"):
-        load_profile({**GCP_ENV, "TFPIPE_DATAFLOW_MAX_WORKERS": "0"})
+        load_profile({**gcp_env, "TFPIPE_DATAFLOW_MAX_WORKERS": "0"})
     with pytest.raises(ProfileError, match="TFPIPE_DATAFLOW_SERVICE_ACCOUNT"):
-        load_profile({**GCP_ENV, "TFPIPE_DATAFLOW_SERVICE_ACCOUNT": "not an email"})
+        load_profile({**gcp_env, "TFPIPE_DATAFLOW_SERVICE_ACCOUNT": "not an email"})
     with pytest.raises(ProfileError, match=r"TFPIPE_STAGING_LOCATION \(a gs:// prefix, got '/tmp/staging'\)"):
-        load_profile({**GCP_ENV, "TFPIPE_STAGING_LOCATION": "/tmp/staging"})
+        load_profile({**gcp_env, "TFPIPE_STAGING_LOCATION": "/tmp/staging"})
 
 
 def test_broken_spec_is_an_import_error_naming_it(spec_dir: Path) -> None:

@@ -16,15 +16,6 @@ from tfpipe_operators.dag_factory import build_dag
 from tfpipe_operators.profiles import Profile, load_profile
 from tfpipe_operators.spec import load_spec
 
-GCP_ENV = {
-    "TFPIPE_PROFILE": "gcp",
-    "TFPIPE_GCP_PROJECT": "acme-ml",
-    "TFPIPE_GCP_REGION": "europe-west4",
-    "TFPIPE_JOB_IMAGE": "europe-docker.pkg.dev/acme-ml/tfpipe/jobs-cpu:0.1.0",
-    "TFPIPE_DATAFLOW_IMAGE": "europe-docker.pkg.dev/acme-ml/tfpipe/dataflow:0.1.0",
-    "TFPIPE_ARTIFACT_ROOT": "gs://acme-ml-tfpipe/artifacts",
-    "TFPIPE_WAREHOUSE": "bigquery://acme-ml/analytics",
-}
 RUN_ID = "scheduled__2026-11-22T00:00:00+00:00"
 
 
@@ -55,8 +46,10 @@ def _links(dag: Any, task_id: str) -> dict[str, str]:
     return {link.name: link.get_link(task, ti_key=key) for link in task.operator_extra_links}
 
 
-def test_gcp_extract_links_the_dataflow_job_and_the_pod_logs(ctr_spec_path: Path, supervisor: Supervisor) -> None:
-    dag = build_dag(load_spec(ctr_spec_path), load_profile(GCP_ENV))
+def test_gcp_extract_links_the_dataflow_job_and_the_pod_logs(
+    ctr_spec_path: Path, supervisor: Supervisor, gcp_env: dict[str, str]
+) -> None:
+    dag = build_dag(load_spec(ctr_spec_path), load_profile(gcp_env))
     supervisor.xcoms = {
         ("extract_transform", "return_value"): {
             "rows": 2000,
@@ -78,16 +71,20 @@ def test_gcp_extract_links_the_dataflow_job_and_the_pod_logs(ctr_spec_path: Path
     assert {(m.dag_id, m.task_id, m.run_id) for m in supervisor.asked} == {("ctr_daily", "extract_transform", RUN_ID)}
 
 
-def test_links_before_the_step_reported_anything(ctr_spec_path: Path, supervisor: Supervisor) -> None:
-    dag = build_dag(load_spec(ctr_spec_path), load_profile(GCP_ENV))
+def test_links_before_the_step_reported_anything(
+    ctr_spec_path: Path, supervisor: Supervisor, gcp_env: dict[str, str]
+) -> None:
+    dag = build_dag(load_spec(ctr_spec_path), load_profile(gcp_env))
     links = _links(dag, "batch_score")
     assert links == {"Pod logs": "", "Dataflow job": "https://console.cloud.google.com/dataflow/jobs?project=acme-ml"}
     assert _links(dag, "train") == {"Pod logs": "", "TensorBoard": ""}
     assert "Dataflow job" not in _links(dag, "export_serving_model")
 
 
-def test_train_links_tensorboard_in_the_bucket_and_locally(ctr_spec_path: Path, supervisor: Supervisor) -> None:
-    gcp = build_dag(load_spec(ctr_spec_path), load_profile(GCP_ENV))
+def test_train_links_tensorboard_in_the_bucket_and_locally(
+    ctr_spec_path: Path, supervisor: Supervisor, gcp_env: dict[str, str]
+) -> None:
+    gcp = build_dag(load_spec(ctr_spec_path), load_profile(gcp_env))
     supervisor.xcoms = {("train", "return_value"): {"model": "gs://acme-ml-tfpipe/artifacts/ctr/2026-11-21/model"}}
     assert _links(gcp, "train")["TensorBoard"] == (
         "https://console.cloud.google.com/storage/browser/acme-ml-tfpipe/artifacts/ctr/2026-11-21/model/logs"
