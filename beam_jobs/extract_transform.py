@@ -1,7 +1,9 @@
 """extract_transform: the day's rows -> Beam + tf.Transform -> TFRecords and vocabularies.
 
 Output (published atomically as `<root>/<pipeline>/<ds>/data/`):
-  train/part-*.tfrecord.gz, eval/part-*.tfrecord.gz   transformed tf.Examples
+  train/part-*.tfrecord.gz, eval/part-*.tfrecord.gz   transformed tf.Examples, each packing
+                                                       `extract.rows_per_record` rows
+                                                       (see tfpipe_jobs.packed_examples)
   transform_fn/, transformed_metadata/, metadata/      the tf.Transform output (vocabularies
                                                        are assets of transform_fn)
   eval_raw/part-*.parquet                              raw eval rows, for the gate and for
@@ -24,7 +26,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 from tfx_bsl.tfxio import tensor_adapter
 
-from tfpipe_jobs import artifacts
+from tfpipe_jobs import artifacts, packed_examples
 from tfpipe_jobs.beam_jobs import arrow_batches, data_stats, preprocessing
 from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner, read_shards, reread
 from tfpipe_jobs.beam_jobs.tfrecord_sink import write_tfrecord_batches
@@ -91,13 +93,17 @@ def tfxio_schema(spec: PipelineSpec) -> pa.Schema:
 
 
 class EncodeExamples(beam.DoFn):  # type: ignore[misc]
-    """Transformed record batch -> its serialized tf.Examples, as one list (encoded in C++)."""
+    """Transformed record batch -> (its rows, its serialized packed tf.Examples encoded in C++)."""
+
+    def __init__(self, rows_per_record: int) -> None:
+        self._rows_per_record = rows_per_record
 
     def setup(self) -> None:
         self._encoder = RecordBatchToExamplesEncoder()
 
-    def process(self, element: tuple[pa.RecordBatch, Any]) -> Iterator[list[bytes]]:
-        yield self._encoder.encode(element[0])
+    def process(self, element: tuple[pa.RecordBatch, Any]) -> Iterator[tuple[int, list[bytes]]]:
+        batch = element[0]
+        yield batch.num_rows, self._encoder.encode(packed_examples.pack(batch, self._rows_per_record))
 
 
 def read_splits(pipeline: beam.Pipeline, ctx: JobContext, label: str, analysis_only: bool) -> Any:
@@ -153,7 +159,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 )
                 _ = (
                     transformed
-                    | f"Encode{name}" >> beam.ParDo(EncodeExamples())
+                    | f"Encode{name}" >> beam.ParDo(EncodeExamples(cfg.rows_per_record))
                     | f"Write{name}" >> write_tfrecord_batches(artifacts.join(out, name, "part"), cfg.rows_per_shard)
                 )
             _ = splits["eval_raw"] | "WriteEvalRaw" >> beam.io.WriteToParquetBatched(
@@ -171,6 +177,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         if counts.get(f"{SPLIT_TRAIN}_rows", 0) == 0:
             raise data_stats.DataValidationError(f"{spec.pipeline} {ctx.ds}: no training rows after the split/sample")
         stats["splits"] = counts
+        stats[packed_examples.STATS_KEY] = cfg.rows_per_record
         stats["provenance"] = ctx.provenance()
         artifacts.write_json(artifacts.join(out, "stats.json"), stats)
     log.info(

@@ -2,8 +2,9 @@
 
 Beam's `WriteToTFRecord` takes one element per record: at a million rows the per-element
 overhead of the runner and the per-record framing and compression calls cost more than
-the transform itself. Here an element is a whole batch (a list of serialized examples);
-it is framed in one pass and compressed with one call. The files are still written by
+the transform itself. Here an element is a whole batch (the rows it holds and its list of
+serialized examples, each of which may pack several rows); it is framed in one pass and
+compressed with one call. The files are still written by
 Beam's file sink, so a failed or retried bundle never leaves a file in the output.
 """
 
@@ -51,11 +52,11 @@ class _GzipStream:
 
 
 class _BatchWriter(filebasedsink.FileBasedSinkWriter):  # type: ignore[misc]
-    """Counts records, not batches, against the sink's records-per-file cap."""
+    """Counts rows, not batches, against the sink's per-file cap."""
 
-    def write(self, value: list[bytes]) -> None:
-        self.num_records_written += len(value)
-        self.sink.write_record(self.temp_handle, value)
+    def write(self, value: tuple[int, list[bytes]]) -> None:
+        self.num_records_written += value[0]
+        self.sink.write_record(self.temp_handle, value[1])
 
 
 class TFRecordBatchSink(filebasedsink.FileBasedSink):  # type: ignore[misc]
@@ -78,15 +79,16 @@ class TFRecordBatchSink(filebasedsink.FileBasedSink):  # type: ignore[misc]
         writer.__class__ = _BatchWriter
         return writer
 
-    def write_record(self, file_handle: Any, value: list[bytes]) -> None:
-        file_handle.write(frame(value))
+    def write_record(self, file_handle: Any, records: list[bytes]) -> None:
+        file_handle.write(frame(records))
 
 
 def write_tfrecord_batches(file_path_prefix: str, rows_per_file: int, gzip_level: int = 1) -> beam.PTransform:
-    """`<prefix>-SSSSS-of-NNNNN.tfrecord.gz` files of at most about `rows_per_file` records.
+    """`<prefix>-SSSSS-of-NNNNN.tfrecord.gz` files of at most about `rows_per_file` rows.
 
-    A file is closed once it holds `rows_per_file` records or more (a batch is never
-    split), and each worker bundle writes its own files, so no step groups all the rows.
+    Elements are `(rows, serialized records)`. A file is closed once it holds
+    `rows_per_file` rows or more (a batch is never split), and each worker bundle writes
+    its own files, so no step groups all the rows.
     Gzip level 1 by default: on serialized examples it costs about a fifth of the CPU of
     level 6 for files about a third larger, and readers do not care which level wrote them.
     """

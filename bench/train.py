@@ -56,6 +56,7 @@ def input_pipeline_rates(data_dir: str, epochs: int = 2) -> list[float]:
             seed=cfg.seed,
             shuffle_buffer=cfg.shuffle_buffer,
             cache_file=f"{cache_dir}/train" if cfg.cache_parsed else None,
+            rows_per_record=input_pipeline.rows_per_record(data_dir),
         )
         count_rows = _row_counter(ds)
         for _ in range(epochs):
@@ -101,7 +102,12 @@ def architecture_rate(data_dir: str, architecture: str) -> float:
     cards = {f.name: cardinality(f, out) for f in spec.features if f.is_categorical}
     model = models.build(spec.features, cards, spec.label.task, spec.label.num_classes, cfg)
     parsed = input_pipeline.dataset(
-        input_pipeline.files(data_dir, "train"), out.transformed_feature_spec(), cfg.batch_size, shuffle=False, seed=1
+        input_pipeline.files(data_dir, "train"),
+        out.transformed_feature_spec(),
+        cfg.batch_size,
+        shuffle=False,
+        seed=1,
+        rows_per_record=input_pipeline.rows_per_record(data_dir),
     )
     # Held in memory: the model's rate must not depend on how fast the input is.
     ds = parsed.cache().prefetch(tf.data.AUTOTUNE)

@@ -1,18 +1,21 @@
 """tf.data over the transformed TFRecords: read in parallel, parse in large blocks, shuffle, batch.
 
-`parse_example` has a fixed cost per call, so records are parsed in blocks of
-`PARSE_BLOCK` (measured on 2 cores: 105K examples/s parsing batches of 256, 880K/s in
-blocks of 4096) and the parsed columns are cut into training batches with `rebatch`,
-which slices tensors instead of handling records one by one. Shuffling works on parsed
-blocks too: the order of blocks is shuffled in a bounded buffer, then the rows of each
-window of `shuffle_buffer` rows are permuted, so memory stays bounded by the buffer and
-no per-record shuffle runs.
+Records pack several rows each (`tfpipe_jobs.packed_examples`; the extract's
+`rows_per_record`, saved in its stats.json), which divides the per-record costs of
+reading and parsing by that number. `parse_example` has a fixed cost per call, so records
+are parsed in blocks of about `PARSE_BLOCK` rows (measured on 2 cores: 105K examples/s
+parsing batches of 256 one-row records, 880K/s in blocks of 4096) and the parsed columns
+are cut into training batches with `rebatch`, which slices tensors instead of handling
+records one by one. Shuffling works on parsed blocks too: the order of blocks is shuffled
+in a bounded buffer, then the rows of each window of `shuffle_buffer` rows are permuted,
+so memory stays bounded by the buffer and no per-record shuffle runs.
 
-Where the first pass's CPU goes (per record, 2 cores, gzip level 1 files of 11 scalar
-features): about 1.7 us reading and decompressing (mostly TFRecord framing and one dataset
-element per record; uncompressed files cost nearly as much), 1.0 us parsing, the rest
-shuffling, caching and batching. Every stage runs on several threads, so a quiet machine
-uses all its cores; a busy one gives the pipeline its share only.
+Where the first pass's CPU went with one row per record (2 cores, gzip level 1 files of 11
+scalar features): about 1.7 us reading and decompressing (mostly TFRecord framing and one
+dataset element per record; uncompressed files cost nearly as much), 1.0 us parsing, the
+rest shuffling, caching and batching; packing cuts the first two. Every stage runs on
+several threads, so a quiet machine uses all its cores; a busy one gives the pipeline its
+share only.
 
 With `cache_file`, the parsed blocks of the first pass are written to a local file and
 later epochs read them from there instead of decompressing and parsing again (the file
@@ -26,7 +29,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfpipe_jobs import artifacts
+from tfpipe_jobs import artifacts, packed_examples
 from tfpipe_operators.features import LABEL_KEY
 
 READ_BUFFER = 4 << 20
@@ -40,13 +43,24 @@ def files(data_dir: str, split: str) -> list[str]:
     return found
 
 
-def _parsed_blocks(file_patterns: list[str], feature_spec: dict[str, Any], shuffle: bool, seed: int) -> tf.data.Dataset:
-    """Blocks of `PARSE_BLOCK` parsed records; several files are read and parsed in parallel."""
+def rows_per_record(data_dir: str) -> int:
+    """How many rows the extract packed per record (older outputs without the key: one)."""
+    stats = artifacts.read_json(artifacts.join(data_dir, "stats.json"))
+    return int(stats.get(packed_examples.STATS_KEY, 1))
+
+
+def _parsed_blocks(
+    file_patterns: list[str], feature_spec: dict[str, Any], rows_per_record: int, shuffle: bool, seed: int
+) -> tf.data.Dataset:
+    """Blocks of about `PARSE_BLOCK` parsed rows; several files are read and parsed in parallel."""
+    packed_spec = packed_examples.packed_feature_spec(feature_spec)
+    records_per_block = max(1, PARSE_BLOCK // rows_per_record)
 
     def read(files: Any) -> tf.data.Dataset:
         records = tf.data.TFRecordDataset(files, compression_type="GZIP", buffer_size=READ_BUFFER)
-        return records.batch(PARSE_BLOCK).map(
-            lambda serialized: tf.io.parse_example(serialized, feature_spec), num_parallel_calls=tf.data.AUTOTUNE
+        return records.batch(records_per_block).map(
+            lambda serialized: packed_examples.unpack(tf.io.parse_example(serialized, packed_spec)),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
 
     if len(file_patterns) == 1:
@@ -76,10 +90,15 @@ def dataset(
     shuffle_buffer: int = 65_536,
     repeat: bool = False,
     cache_file: str | None = None,
+    rows_per_record: int = 1,
 ) -> tf.data.Dataset:
-    """(features dict, label) batches; the label is popped from the transformed features."""
+    """(features dict, label) batches; the label is popped from the transformed features.
+
+    `feature_spec` is tf.Transform's per-row spec; `rows_per_record` only sizes the parse
+    blocks (records of any packing parse the same way).
+    """
     autotune = tf.data.AUTOTUNE
-    parsed = _parsed_blocks(file_patterns, feature_spec, shuffle, seed)
+    parsed = _parsed_blocks(file_patterns, feature_spec, rows_per_record, shuffle, seed)
     if cache_file:
         parsed = parsed.cache(cache_file)
     if shuffle:

@@ -76,6 +76,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     # Parsed epochs are cached on local disk (the pod's own, never the artifact store) and
     # removed with the process's temporary folder.
     cache_dir = tempfile.TemporaryDirectory(prefix="tfpipe-train-cache-") if cfg.cache_parsed else None
+    rows_per_record = input_pipeline.rows_per_record(data_dir)
     train_ds = input_pipeline.dataset(
         input_pipeline.files(data_dir, SPLIT_TRAIN),
         feature_spec,
@@ -84,6 +85,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         seed=cfg.seed,
         shuffle_buffer=cfg.shuffle_buffer,
         cache_file=os.path.join(cache_dir.name, SPLIT_TRAIN) if cache_dir else None,
+        rows_per_record=rows_per_record,
     )
     # Eval batches only feed metrics (loss and AUC are weighted by rows, not by batch), so
     # they take the parse block's size: validation costs a fraction of a training epoch.
@@ -94,6 +96,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         shuffle=False,
         seed=cfg.seed,
         cache_file=os.path.join(cache_dir.name, SPLIT_EVAL) if cache_dir else None,
+        rows_per_record=rows_per_record,
     )
     # Everything a restarted attempt needs lives outside the staged folder, keyed by config.
     work_dir = artifacts.join(ctx.paths.day, "checkpoints", ctx.config.digest())

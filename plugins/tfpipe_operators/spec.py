@@ -44,6 +44,9 @@ class ExtractConfig(_Stage):
     rows_per_shard: int = Field(
         default=100_000, ge=1000, description="train/eval TFRecord files hold at most this many rows each"
     )
+    rows_per_record: int = Field(
+        default=64, ge=1, le=4096, description="rows packed in each transformed tf.Example (1 = one row per record)"
+    )
     max_null_rate: float = Field(default=0.5, ge=0, le=1, description="a feature NULL in more rows fails the day")
     max_null_rate_increase: float = Field(default=0.2, ge=0, le=1, description="vs the previous day, absolute")
     max_label_rate_change: float = Field(default=0.5, ge=0, description="binary label rate vs previous day, relative")

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from tfpipe_jobs import packed_examples
 from tfpipe_jobs.beam_jobs.arrow_batches import SchemaMismatchError
 from tfpipe_jobs.beam_jobs.data_stats import DataValidationError
 from tfpipe_jobs.warehouse import WarehouseError
@@ -20,7 +21,8 @@ def _read_examples(folder: Path, feature_spec: dict) -> dict[str, np.ndarray]:
     files = sorted(str(p) for p in folder.glob("part-*.tfrecord.gz"))
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(100_000)
     batch = next(iter(ds))
-    return {k: v.numpy() for k, v in tf.io.parse_example(batch, feature_spec).items()}
+    parsed = tf.io.parse_example(batch, packed_examples.packed_feature_spec(feature_spec))
+    return {k: v.numpy() for k, v in packed_examples.unpack(parsed).items()}
 
 
 def test_outputs_and_counts(ctr_run) -> None:
@@ -34,6 +36,11 @@ def test_outputs_and_counts(ctr_run) -> None:
     train = _read_examples(data / "train", tft_out.transformed_feature_spec())
     evals = _read_examples(data / "eval", tft_out.transformed_feature_spec())
     assert len(train["__label"]) == result["train_rows"] and len(evals["__label"]) == result["eval_rows"]
+    # rows are packed 64 to a record (the default extract.rows_per_record), as stats.json says
+    stats = json.loads((data / "stats.json").read_text())
+    assert stats["rows_per_record"] == 64
+    records = sum(1 for _ in tf.data.TFRecordDataset([str(p) for p in (data / "train").glob("part-*")], "GZIP"))
+    assert result["train_rows"] / 64 <= records < result["train_rows"] / 32
     assert set(np.unique(train["__label"])) == {0, 1}
     # numeric: z-scored on the train split
     assert abs(train["item_price_xf"].mean()) < 0.05 and abs(train["item_price_xf"].std() - 1) < 0.05

@@ -20,21 +20,32 @@ SPEC = {
 }
 
 
+def _record(rows: list[int]) -> bytes:
+    """One tf.Example packing `rows` (one value per row and feature, as the extract writes)."""
+    features = {
+        "row_xf": tf.train.Feature(int64_list=tf.train.Int64List(value=rows)),
+        "price_xf": tf.train.Feature(float_list=tf.train.FloatList(value=[r / 10 for r in rows])),
+        LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[r % 2 for r in rows])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+# One row per record, and 50 rows per record (parse blocks of 81 records = 4050 rows, the
+# last record of each file partial).
+@pytest.fixture(scope="module", params=[1, 50], ids=["row-per-record", "packed-50"])
+def packing(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
 @pytest.fixture(scope="module")
-def part_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def part_files(tmp_path_factory: pytest.TempPathFactory, packing: int) -> list[str]:
     folder = tmp_path_factory.mktemp("train")
     paths = [str(folder / f"part-{i:05d}-of-00003.tfrecord.gz") for i in range(3)]
-    writers = [tf.io.TFRecordWriter(p, options="GZIP") for p in paths]
-    for row in range(ROWS):
-        features = {
-            "row_xf": tf.train.Feature(int64_list=tf.train.Int64List(value=[row])),
-            "price_xf": tf.train.Feature(float_list=tf.train.FloatList(value=[row / 10])),
-            LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[row % 2])),
-        }
-        example = tf.train.Example(features=tf.train.Features(feature=features))
-        writers[row % 3].write(example.SerializeToString())
-    for writer in writers:
-        writer.close()
+    for i, path in enumerate(paths):
+        rows = list(range(i, ROWS, 3))
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for start in range(0, len(rows), packing):
+                writer.write(_record(rows[start : start + packing]))
     return paths
 
 
@@ -49,14 +60,21 @@ def epoch(ds: tf.data.Dataset) -> tuple[np.ndarray, list[int]]:
     return np.concatenate(rows), sizes
 
 
-def train_ds(files: list[str], seed: int, cache_file: str | None = None) -> tf.data.Dataset:
+def train_ds(files: list[str], seed: int, cache_file: str | None = None, packing: int = 1) -> tf.data.Dataset:
     return input_pipeline.dataset(
-        files, SPEC, batch_size=256, shuffle=True, seed=seed, shuffle_buffer=8192, cache_file=cache_file
+        files,
+        SPEC,
+        batch_size=256,
+        shuffle=True,
+        seed=seed,
+        shuffle_buffer=8192,
+        cache_file=cache_file,
+        rows_per_record=packing,
     )
 
 
-def test_every_row_once_in_full_batches(part_files: list[str]) -> None:
-    rows, sizes = epoch(train_ds(part_files, seed=7))
+def test_every_row_once_in_full_batches(part_files: list[str], packing: int) -> None:
+    rows, sizes = epoch(train_ds(part_files, seed=7, packing=packing))
     assert sorted(rows.tolist()) == list(range(ROWS))
     assert all(size == 256 for size in sizes[:-1]) and sizes[-1] == ROWS % 256
 
@@ -85,10 +103,24 @@ def test_cached_epochs_same_rows_new_order_reproducible(part_files: list[str], t
     np.testing.assert_array_equal(second, replay[1])
 
 
-def test_unshuffled_keeps_file_order(part_files: list[str]) -> None:
-    ds = input_pipeline.dataset(part_files[:1], SPEC, batch_size=1000, shuffle=False, seed=1)
+def test_unshuffled_keeps_file_order(part_files: list[str], packing: int) -> None:
+    ds = input_pipeline.dataset(part_files[:1], SPEC, batch_size=1000, shuffle=False, seed=1, rows_per_record=packing)
     rows, _ = epoch(ds)
     np.testing.assert_array_equal(rows, np.arange(0, ROWS, 3))
+
+
+def test_records_whose_features_differ_in_rows_fail(tmp_path: Path) -> None:
+    path = str(tmp_path / "part-00000-of-00001.tfrecord.gz")
+    features = {
+        "row_xf": tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 2, 3])),
+        "price_xf": tf.train.Feature(float_list=tf.train.FloatList(value=[0.1, 0.2])),
+        LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 0, 1])),
+    }
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        writer.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+    ds = input_pipeline.dataset([path], SPEC, batch_size=4, shuffle=False, seed=1, rows_per_record=3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"packed records: .*price_xf.* differ in rows"):
+        list(ds)
 
 
 def test_missing_split_is_named(tmp_path: Path) -> None:
