@@ -34,11 +34,12 @@ $(JOBS)/.installed: setup.py constraints/jobs.txt
 		--config-settings editable_mode=strict
 	touch $@
 
+# pgserver + psycopg2 + asyncpg: the real-Airflow test keeps Airflow's metadata in a PostgreSQL of its own.
 $(AIRFLOW)/.installed: setup.py constraints/airflow.txt
 	test -x $(AIRFLOW)/bin/python || $(PYTHON) -m venv $(AIRFLOW)
 	$(AIRFLOW)/bin/python -m pip install --quiet --upgrade pip
 	$(AIRFLOW)/bin/python -m pip install --quiet -c constraints/airflow.txt -e ".[airflow]" pytest ruff mypy \
-		kubernetes-validate --config-settings editable_mode=strict
+		kubernetes-validate pgserver psycopg2-binary asyncpg --config-settings editable_mode=strict
 	touch $@
 
 demo: envs

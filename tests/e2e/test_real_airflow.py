@@ -1,9 +1,13 @@
 """Integration: a real Airflow 3.3 on loopback runs ctr_daily, triggered and backfilled via REST.
 
-Starts the API server, scheduler, DAG processor and triggerer (LocalExecutor, SQLite, a
-temporary AIRFLOW_HOME) as separate processes, exactly as a deployment would, drives them
-only through the public REST API (what the UI uses), checks the score partitions, and
-stops every process it started.
+Starts the API server, scheduler, DAG processor and triggerer (LocalExecutor, a temporary
+AIRFLOW_HOME, the metadata in a PostgreSQL server of its own) as separate processes,
+exactly as a deployment would, drives them only through the public REST API (what the UI
+uses), checks the score partitions, and stops every process it started.
+
+PostgreSQL, not SQLite: with four processes writing, SQLite's lock makes the API refuse a
+backfill now and then (503), and the partial backfill Airflow then deletes can crash a
+scheduler that had already picked up its runs.
 """
 
 from __future__ import annotations
@@ -97,10 +101,24 @@ class Airflow:
 
 
 @pytest.fixture(scope="module")
-def airflow(deployment_factory) -> Iterator[Airflow]:
+def metadata_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """SQLAlchemy URL of an empty database on a PostgreSQL server started for this module."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    try:
+        server.psql("CREATE DATABASE airflow;")
+        yield server.get_uri("airflow").replace("postgresql://", "postgresql+psycopg2://", 1)
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def airflow(deployment_factory, metadata_database: str) -> Iterator[Airflow]:
     port = _free_port()
     local = deployment_factory(
         "real-airflow",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=metadata_database,
         AIRFLOW__CORE__EXECUTOR="LocalExecutor",
         AIRFLOW__CORE__PARALLELISM="4",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
@@ -148,27 +166,6 @@ def _partition_rows(airflow: Airflow, day: date) -> int:
     return int(row[0]) if row else 0
 
 
-def _create_backfill(airflow: Airflow) -> httpx.Response:
-    """POST the backfill, retrying while the API answers 503.
-
-    On SQLite the API server answers 503 when the scheduler holds the database lock at that
-    moment; Airflow removes the partial backfill first so that a retry is safe, and a retry
-    is what a user clicking again in the UI does.
-    """
-    body = {
-        "dag_id": "ctr_daily",
-        "from_date": f"{BACKFILL[0]}T00:00:00Z",
-        "to_date": f"{BACKFILL[-1]}T00:00:00Z",
-        "max_active_runs": 2,
-    }
-    deadline = time.monotonic() + 120
-    while True:
-        response = airflow.client.post("/api/v2/backfills", json=body)
-        if response.status_code != 503 or time.monotonic() > deadline:
-            return response
-        time.sleep(3)
-
-
 def test_invalid_params_are_refused_by_the_api(airflow: Airflow) -> None:
     response = airflow.client.post(
         "/api/v2/dags/ctr_daily/dagRuns", json={"logical_date": f"{DS}T00:00:00Z", "conf": {"train_epochs": 0}}
@@ -189,7 +186,15 @@ def test_trigger_with_params_then_backfill(airflow: Airflow) -> None:
     config = json.loads((airflow.root / "artifacts" / "ctr" / DS.isoformat() / "model" / "config.json").read_text())
     assert config["config"]["train.epochs"] == 2  # the trigger param reached the training job
 
-    response = _create_backfill(airflow)
+    response = airflow.client.post(
+        "/api/v2/backfills",
+        json={
+            "dag_id": "ctr_daily",
+            "from_date": f"{BACKFILL[0]}T00:00:00Z",
+            "to_date": f"{BACKFILL[-1]}T00:00:00Z",
+            "max_active_runs": 2,
+        },
+    )
     assert response.status_code == 200, response.text
     backfill_id = response.json()["id"]
     backfill_runs = airflow.wait_for(
