@@ -130,9 +130,8 @@ def model_tensors(spec: PipelineSpec, typed: dict[str, pa.Array]) -> dict[str, A
 
 
 def constant_column(value: Any, rows: int, dtype: pa.DataType) -> pa.Array:
-    """One value repeated: built from a one-entry dictionary, not a Python list of `rows` items."""
-    indices = pa.array(np.zeros(rows, dtype=np.int32))
-    return pa.DictionaryArray.from_arrays(indices, pa.array([value], dtype)).cast(dtype)
+    """One value repeated, filled in native code (not a Python list of `rows` items)."""
+    return pa.repeat(pa.scalar(value, dtype), rows)
 
 
 def read_vocabulary(path: str) -> pa.Array:
@@ -307,6 +306,21 @@ class SavedModelHandler(ModelHandler[PreparedBatch, pa.Table, LoadedModel]):  # 
         self._version = model_version
         self._ds = ds
         self._scored_at = scored_at
+        self._constants: dict[int, dict[str, pa.Array]] = {}
+
+    def constant_columns(self, rows: int) -> dict[str, pa.Array]:
+        """model_version, ds and scored_at for a batch of `rows`: built once per batch size
+        (the batches nearly all have one or two sizes) and shared, as Arrow arrays are immutable."""
+        columns = self._constants.get(rows)
+        if columns is None:
+            columns = {
+                "model_version": constant_column(self._version, rows, pa.string()),
+                "ds": constant_column(self._ds, rows, pa.date32()),
+                "scored_at": constant_column(self._scored_at, rows, pa.timestamp("us", tz="UTC")),
+            }
+            if len(self._constants) < 8:
+                self._constants[rows] = columns
+        return columns
 
     def load_model(self) -> LoadedModel:
         return LoadedModel(self._dir)
@@ -326,10 +340,7 @@ class SavedModelHandler(ModelHandler[PreparedBatch, pa.Table, LoadedModel]):  # 
             out = model.predict(**prepared.inputs)
             columns: dict[str, Any] = dict(prepared.keys)
             columns.update(prediction_columns(self._spec.label.task, out))
-            n = prepared.rows
-            columns["model_version"] = constant_column(self._version, n, pa.string())
-            columns["ds"] = constant_column(self._ds, n, pa.date32())
-            columns["scored_at"] = constant_column(self._scored_at, n, pa.timestamp("us", tz="UTC"))
+            columns.update(self.constant_columns(prepared.rows))
             yield pa.Table.from_pydict(columns, schema=self._schema)
 
 

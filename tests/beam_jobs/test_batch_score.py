@@ -176,6 +176,7 @@ def test_constant_column_has_the_type_and_length() -> None:
     column = constant_column(DS, 3, pa.date32())
     assert column.type == pa.date32() and column.to_pylist() == [DS, DS, DS]
     assert constant_column("v1", 0, pa.string()).to_pylist() == []
+    assert constant_column("v1", 2, pa.string()).to_pylist() == ["v1", "v1"]
 
 
 def test_latest_view_switches_only_to_a_complete_partition(ctr_run) -> None:
