@@ -6,8 +6,9 @@ tables, which freezing cannot fold. A `tf.Module` calls both, so a loaded model 
 nothing but TensorFlow. Each signature is then frozen whole, rewritten and optimised
 once by Grappler into one flat function (`optimize.py`, `export.optimize`); `export.xla`
 also XLA-compiles the dense part. The optimised signatures make each raw column dense
-once (a `tf.Example` feature with more than one value fails, as in training) and treat a
-NaN / b"" value like an absent one. Before publishing, the export is loaded back and its
+once and treat a NaN / b"" value like an absent one; a `tf.Example` feature with more than
+one value (as in training), or a `predict_raw` feature with another number of values than
+rows, fails with an error naming the feature. Before publishing, the export is loaded back and its
 predictions are compared with the trained model's on the day's raw eval rows; a
 difference above the tolerance (1e-5, or `export.xla_tolerance` with XLA) fails the step.
 
@@ -34,6 +35,7 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
+from tensorflow.core.framework import attr_value_pb2
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tfx_bsl.tfxio import tensor_adapter
 
@@ -89,6 +91,32 @@ def dense_function(model: Any, xla: bool) -> Callable[[dict[str, tf.Tensor]], tf
         return dense
     compiled = tf.function(lambda *inputs: frozen(*inputs)[0], jit_compile=True)
     return lambda transformed: compiled(*[transformed[name] for name in order])
+
+
+def refuse_by_name(wrong: tf.Tensor, names: list[str], counts: tf.Tensor, message: list[Any]) -> tf.Operation:
+    """One check over all features (a check per feature would cost a chain of nodes each on
+    every call): fails unless no entry of `wrong` is true, listing the features that are
+    and their counts."""
+    # The raw op: `tf.debugging.Assert` wraps int64 data in a cond, which freezing turns
+    # into switch/merge nodes.
+    return tf.raw_ops.Assert(
+        condition=tf.logical_not(tf.reduce_any(wrong)),
+        data=[
+            *message,
+            "features:",
+            tf.boolean_mask(tf.constant(names), wrong),
+            "values:",
+            tf.boolean_mask(counts, wrong),
+        ],
+        summarize=len(names),
+    )
+
+
+def kept(tensor: tf.Tensor) -> tf.Tensor:
+    """`tensor`, its op marked so that Grappler keeps it (with its control inputs) even when
+    it computes nothing, e.g. a reshape of [N] to [N] that must wait for an input check."""
+    tensor.op._set_attr("_grappler_do_not_remove", attr_value_pb2.AttrValue(b=True))
+    return tensor
 
 
 class ServingModule(tf.Module):  # type: ignore[misc]
@@ -147,19 +175,28 @@ class ServingModule(tf.Module):  # type: ignore[misc]
         return prediction_outputs(self._spec.label.task, self._dense(self._transformed(raw)))
 
     def _parse(self, examples: tf.Tensor) -> dict[str, Any]:
-        if self._plain:  # sparse, the way tf.Transform was fed
-            return tf.io.parse_example(examples, self._raw_spec)
-        # One value or none per row, made dense once here, so that `optimize.densify` can
-        # skip tf.Transform's own sparse round trip. More than one value fails, as in training.
         parsed = tf.io.parse_example(examples, self._raw_spec)
+        if self._plain:  # sparse, the way tf.Transform was fed
+            return parsed
+        # Made dense once here, one value or none per row, so that `optimize.densify` can
+        # skip tf.Transform's own sparse round trip. A second value of a feature in an
+        # example is refused, as in training, by one check naming the feature (a parsed
+        # column's dense shape is [rows, most values in one example]); the columns wait for
+        # it, so that it is the error a caller sees rather than an index out of bounds.
+        names = [f.name for f in self._spec.raw_features]
+        most = tf.stack([parsed[n].dense_shape[1] for n in names])
+        check = refuse_by_name(
+            most > 1, names, most, ["a tf.Example holds more than one value of a feature (one or none expected);"]
+        )
         one_per_row = tf.stack([tf.shape(examples, out_type=tf.int64)[0], tf.constant(1, tf.int64)])
         dense = {}
-        for f in self._spec.raw_features:
-            column = parsed[f.name]
-            filled = tf.sparse.to_dense(
-                tf.SparseTensor(column.indices, column.values, one_per_row), default_value=_MISSING[f.raw_type]
-            )
-            dense[f.name] = tf.reshape(filled, [-1])
+        with tf.control_dependencies([check]):
+            for f in self._spec.raw_features:
+                column = parsed[f.name]
+                filled = tf.sparse.to_dense(
+                    tf.SparseTensor(column.indices, column.values, one_per_row), default_value=_MISSING[f.raw_type]
+                )
+                dense[f.name] = tf.reshape(filled, [-1])
         return self._sparse_columns(dense)
 
     def _sparse_columns(self, features: dict[str, tf.Tensor]) -> dict[str, tf.SparseTensor]:
@@ -175,7 +212,24 @@ class ServingModule(tf.Module):  # type: ignore[misc]
         return self._transformed(self._parse(examples))
 
     def _serve_raw(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return self._predict(self._sparse_columns(features))
+        if self._plain:
+            return self._predict(self._sparse_columns(features))
+        # A feature with more or fewer values than the first one's rows would fail deep in
+        # the model with a shape error naming no feature: checked first, by name; the
+        # columns wait for the check (their reshapes are kept although they change nothing).
+        first = self._spec.raw_features[0].name
+        rows = tf.shape(features[first])[0]
+        names = [f.name for f in self._spec.raw_features]
+        counts = tf.stack([tf.size(features[n]) for n in names])
+        check = refuse_by_name(
+            tf.not_equal(counts, rows),
+            names,
+            counts,
+            [f"predict_raw takes one value per row of every feature; rows (those of {first!r}):", rows],
+        )
+        with tf.control_dependencies([check]):
+            columns = {name: kept(tf.reshape(features[name], [-1])) for name in names}
+        return self._predict(self._sparse_columns(columns))
 
 
 def save(module: ServingModule, path: str) -> None:

@@ -71,6 +71,12 @@ _TABLE_WRITERS = frozenset(
 )
 
 
+# Stateful ops whose position in the order nothing can observe: an input, and an input
+# check (`Assert`). An edge straight from an Assert is kept (its check must fail before the
+# op it guards sees the bad input); an Assert further up a cone does not keep an edge.
+_ORDERS_NOTHING = frozenset({"Placeholder", "Assert"})
+
+
 class OptimizationError(RuntimeError):
     """Grappler could not optimise a serving signature; the message names the signature."""
 
@@ -327,7 +333,7 @@ def _drop_stateless_control_edges(graph_def: graph_pb2.GraphDef) -> int:
                     break
                 continue
             node = nodes.get(current)
-            if node is None or (_is_stateful(node.op) and node.op != "Placeholder"):
+            if node is None or (_is_stateful(node.op) and node.op not in _ORDERS_NOTHING):
                 stateful[current] = True
                 break
             seen.append(current)
@@ -340,9 +346,13 @@ def _drop_stateless_control_edges(graph_def: graph_pb2.GraphDef) -> int:
             stateful.setdefault(n, True)
         return True
 
+    def orders_something(source: str) -> bool:
+        node = nodes.get(source)
+        return (node is not None and node.op == "Assert") or has_stateful_cone(source)
+
     dropped = 0
     for node in graph_def.node:
-        kept = [i for i in node.input if not (i.startswith("^") and not has_stateful_cone(i[1:]))]
+        kept = [i for i in node.input if not (i.startswith("^") and not orders_something(i[1:]))]
         dropped += len(node.input) - len(kept)
         if dropped and len(kept) != len(node.input):
             del node.input[:]

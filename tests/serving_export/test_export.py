@@ -154,14 +154,33 @@ def test_loads_and_scores_with_tensorflow_only(ctr_run) -> None:
     assert "user_id_xf" in result["transformed"]
 
 
-def test_a_feature_with_two_values_is_refused(ctr_run) -> None:
+def test_a_feature_with_two_values_is_refused_by_name(ctr_run) -> None:
     import tensorflow as tf
 
     model = tf.saved_model.load(str(ctr_run.day() / "serving" / "saved_model"))
-    example = tf.train.Example()
-    example.features.feature["user_age"].float_list.value.extend([30.0, 31.0])  # one value per row expected
-    with pytest.raises(tf.errors.InvalidArgumentError, match="out of bounds"):
-        model.signatures["serving_default"](examples=tf.constant([example.SerializeToString()]))
+    good, bad = tf.train.Example(), tf.train.Example()
+    good.features.feature["user_age"].float_list.value.append(30.0)
+    bad.features.feature["device"].bytes_list.value.append(b"tv")
+    bad.features.feature["user_age"].float_list.value.extend([30.0, 31.0])  # one value per example expected
+    batch = tf.constant([good.SerializeToString(), bad.SerializeToString()])
+    for signature in ("serving_default", "transform_features"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"more than one value.*features:\] \[user_age\]"):
+            model.signatures[signature](examples=batch)
+
+
+def test_predict_raw_refuses_a_feature_with_more_values_than_rows_by_name(ctr_run) -> None:
+    import tensorflow as tf
+
+    model = tf.saved_model.load(str(ctr_run.day() / "serving" / "saved_model"))
+    predict = model.signatures["predict_raw"]
+    specs = predict.structured_input_signature[1]
+    rows = {name: tf.constant(["" if spec.dtype == tf.string else np.nan], spec.dtype) for name, spec in specs.items()}
+    assert predict(**rows)["probability"].shape == (1,)
+    for wrong in (tf.constant([[30.0, 31.0]]), tf.constant([30.0, 31.0])):  # two values for one row
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match=r"one value per row.*features:\] \[user_age\] \[values:\] \[2\]"
+        ):
+            predict(**{**rows, "user_age": wrong})
 
 
 # --- every task type: a pipeline per task on the same sample warehouse -------------------

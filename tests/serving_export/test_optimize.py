@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfpipe_jobs.serving_export import optimize
@@ -83,3 +84,26 @@ def test_a_table_size_is_folded_only_for_a_table_nobody_writes() -> None:
     keys = tf.constant(["b", "zz", "c"])
     np.testing.assert_array_equal(fn(keys)["id"].numpy(), tf.function(lookup)(keys)["id"].numpy())
     assert report["folded_table_sizes"] == 1
+
+
+def test_an_input_check_survives_and_fails_before_the_shape_error_it_guards() -> None:
+    """A check guarding a column by a control edge is kept (and still ordered first) while
+    the stateless gating edges around it are dropped."""
+
+    def checked(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        rows = tf.shape(features["city"])[0]
+        check = tf.debugging.Assert(tf.equal(tf.size(features["price"]), rows), ["price: one value per row"])
+        with tf.control_dependencies([check]):
+            price = tf.reshape(features["price"], [-1])
+        price.op._set_attr("_grappler_do_not_remove", tf.compat.v1.AttrValue(b=True))
+        return _transform({"price": price, "city": features["city"]})
+
+    fn, report = optimize.optimized(checked, SIGNATURE, "checked")
+    expected = tf.function(_transform, input_signature=SIGNATURE)(_inputs())
+    got = fn(_inputs())
+    for key in expected:
+        np.testing.assert_array_equal(got[key].numpy(), expected[key].numpy(), err_msg=key)
+    assert report["peepholes"] > 0
+    bad = {"price": tf.constant([1.0, 2.0, 3.0]), "city": tf.constant([b"paris", b"oslo"])}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="price: one value per row"):
+        fn(bad)
