@@ -5,7 +5,9 @@
     the size the step uses (`score.batch_rows`);
 (b) end to end: `tfpipe-job score` (DuckDB read -> Beam RunInference -> Parquet), wall
     time of the whole process (imports and model load included), then the same plus
-    `tfpipe-job publish-scores` (one DuckDB transaction), with the peak memory of each.
+    `tfpipe-job publish-scores` (one DuckDB transaction), with the peak memory of each,
+    and the CPU time of the score step (user + system, all its threads): on a shared
+    machine the CPU time moves much less than the wall time when others load it.
 Target (issue 6): (b) >= 50% of (a), and peak memory flat from 1M to 10M rows.
 
     .venv-jobs/bin/python bench/score.py --rows 1000000 10000000 [--batch-rows 65536]
@@ -14,6 +16,7 @@ Target (issue 6): (b) >= 50% of (a), and peak memory flat from 1M to 10M rows.
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from datetime import date, timedelta
 
@@ -78,27 +81,31 @@ def main() -> None:
     figures = []
     for rows, ds in days.items():
         raw = raw_throughput(ws, ds, min(rows, RAW_ROWS), batch_rows)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         score = ws.step("score", ds.isoformat(), f"score.batch_rows={batch_rows}")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
         publish = ws.step("publish-scores", ds.isoformat())
         assert score.result["rows"] == publish.result["rows"] == rows, (score.result, publish.result)
         step = rows / score.seconds
         e2e = rows / (score.seconds + publish.seconds)
-        figures.append((rows, raw, step, e2e, score.seconds, publish.seconds, score.peak_mb, publish.peak_mb))
+        figures.append((rows, raw, step, e2e, score.seconds, publish.seconds, score.peak_mb, publish.peak_mb, cpu))
         print(
             f"  {rows:>10,} rows: raw {raw:,.0f} rows/s; score step {step:,.0f} rows/s; with publish {e2e:,.0f} "
-            f"rows/s (score {score.seconds:.1f}s, publish {publish.seconds:.1f}s); peak {score.peak_mb:,.0f} MB",
+            f"rows/s (score {score.seconds:.1f}s, {cpu:.1f} CPU s; publish {publish.seconds:.1f}s); "
+            f"peak {score.peak_mb:,.0f} MB",
             flush=True,
         )
 
     print(f"\nbatches of {batch_rows} rows")
     print(
         "rows        raw rows/s  score rows/s  score/raw  +publish rows/s  +publish/raw  score s  publish s"
-        "  score peak MB  publish peak MB"
+        "  score peak MB  publish peak MB  score CPU s"
     )
-    for rows, raw, step, e2e, s, p, m, pm in figures:
+    for rows, raw, step, e2e, s, p, m, pm, cpu in figures:
         print(
             f"{rows:<11,} {raw:>10,.0f} {step:>13,.0f} {step / raw:>10.0%} {e2e:>16,.0f} {e2e / raw:>13.0%}"
-            f" {s:>8.1f} {p:>10.1f} {m:>14,.0f} {pm:>16,.0f}"
+            f" {s:>8.1f} {p:>10.1f} {m:>14,.0f} {pm:>16,.0f} {cpu:>12.1f}"
         )
     if len(figures) > 1:
         first, last = figures[0], figures[-1]
