@@ -97,17 +97,12 @@ def refuse_by_name(wrong: tf.Tensor, names: list[str], counts: tf.Tensor, messag
     """One check over all features (a check per feature would cost a chain of nodes each on
     every call): fails unless no entry of `wrong` is true, listing the features that are
     and their counts."""
+    at = tf.where(wrong)[:, 0]
     # The raw op: `tf.debugging.Assert` wraps int64 data in a cond, which freezing turns
     # into switch/merge nodes.
     return tf.raw_ops.Assert(
         condition=tf.logical_not(tf.reduce_any(wrong)),
-        data=[
-            *message,
-            "features:",
-            tf.boolean_mask(tf.constant(names), wrong),
-            "values:",
-            tf.boolean_mask(counts, wrong),
-        ],
+        data=[*message, "features:", tf.gather(tf.constant(names), at), "values:", tf.gather(counts, at)],
         summarize=len(names),
     )
 
@@ -184,7 +179,7 @@ class ServingModule(tf.Module):  # type: ignore[misc]
         # column's dense shape is [rows, most values in one example]); the columns wait for
         # it, so that it is the error a caller sees rather than an index out of bounds.
         names = [f.name for f in self._spec.raw_features]
-        most = tf.stack([parsed[n].dense_shape[1] for n in names])
+        most = tf.stack([parsed[n].dense_shape for n in names])[:, 1]
         check = refuse_by_name(
             most > 1, names, most, ["a tf.Example holds more than one value of a feature (one or none expected);"]
         )
