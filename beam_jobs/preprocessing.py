@@ -68,11 +68,15 @@ def transform_feature(feature: Feature, x: tf.SparseTensor) -> tf.Tensor:
         safe = tf.where(std > 0, std, tf.ones_like(std))
         return (filled - tf.cast(mean, tf.float32)) / tf.cast(safe, tf.float32)
     if feature.kind is FeatureKind.BUCKETIZED:
-        filled, _, present = _numeric(x)
         assert feature.buckets is not None
-        buckets = tft.bucketize(filled, feature.buckets)
-        # NULL gets its own id after the quantile buckets.
-        return tf.where(present, buckets, tf.constant(feature.buckets, tf.int64))
+        # Quantiles of the present values only, computed in the same analysis pass as every
+        # other analyzer. Filling NULLs with the mean first made the quantiles depend on the
+        # mean analyzer, i.e. a second pass, for which the local runner kept every train row
+        # in memory (peak 4.6 GB at 10M rows). NULL gets its own id after the quantile buckets,
+        # so the value a NULL is filled with below never matters.
+        boundaries = tft.quantiles(x.values, feature.buckets, epsilon=min(1.0 / feature.buckets, 0.01))
+        buckets = tft.apply_buckets(_dense(x, 0.0), boundaries)
+        return tf.where(_present(x), buckets, tf.constant(feature.buckets, tf.int64))
     if feature.kind is FeatureKind.VOCABULARY:
         values = _dense(x, b"")
         # The same top-k again with each value's count, for people reading the vocabulary; the
