@@ -53,17 +53,16 @@ def _present(sparse: tf.SparseTensor) -> tf.Tensor:
     return _dense(ones, 0) > 0
 
 
-def _numeric(x: tf.SparseTensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """(value with NULL filled by the mean, mean, presence mask)."""
+def _numeric(x: tf.SparseTensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(value with NULL filled by the mean, mean)."""
     mean = tft.mean(x.values)
-    present = _present(x)
-    filled = tf.where(present, _dense(x, 0.0), tf.cast(mean, tf.float32))
-    return filled, mean, present
+    filled = tf.where(_present(x), _dense(x, 0.0), tf.cast(mean, tf.float32))
+    return filled, mean
 
 
 def transform_feature(feature: Feature, x: tf.SparseTensor) -> tf.Tensor:
     if feature.kind is FeatureKind.NUMERIC:
-        filled, mean, _ = _numeric(x)
+        filled, mean = _numeric(x)
         std = tf.sqrt(tft.var(x.values))
         safe = tf.where(std > 0, std, tf.ones_like(std))
         return (filled - tf.cast(mean, tf.float32)) / tf.cast(safe, tf.float32)
