@@ -42,6 +42,7 @@ from tfpipe_jobs.beam_jobs import arrow_batches
 from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner, read_shards
 from tfpipe_jobs.beam_jobs.warehouse_source import COUNTERS, ReadWarehouse, counters
 from tfpipe_jobs.context import JobContext
+from tfpipe_jobs.inference_runtime import import_tensorflow
 from tfpipe_operators.features import FeatureKind, Task
 from tfpipe_operators.spec import PipelineSpec
 
@@ -82,7 +83,7 @@ def string_tensor(column: pa.Array | pa.ChunkedArray) -> Any:
     are read where they are (no cast to 64-bit, no copy to fill NULLs): a NULL just gets
     length 0, whatever bytes its slot spans.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -108,7 +109,7 @@ def string_tensor(column: pa.Array | pa.ChunkedArray) -> Any:
 
 def float_tensor(column: pa.Array | pa.ChunkedArray) -> Any:
     """A numeric column as float32, NULL as NaN (the signature's missing value)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     values = pc.cast(column, pa.float32()).fill_null(np.nan)
     if isinstance(values, pa.ChunkedArray):
@@ -277,8 +278,7 @@ class LoadedModel:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            import tensorflow as tf
-
+            tf = import_tensorflow()
             self.saved_model = tf.saved_model.load(saved_model_dir)
             self.predict = self.saved_model.signatures["predict_raw"]
         finally:
