@@ -155,7 +155,9 @@ class ServingModule(tf.Module):  # type: ignore[misc]
         functions = {}
         for name, (fn, signature) in signatures.items():
             if config.optimize and not plain:
-                functions[name], self.graph_nodes[name] = optimize.optimized(fn, signature, name)
+                functions[name], self.graph_nodes[name] = optimize.optimized(
+                    fn, signature, name, eigen_matmul=config.eigen_matmul
+                )
             else:
                 functions[name] = tf.function(fn, input_signature=signature)
         self.serve_examples = functions["serving_default"]

@@ -21,7 +21,11 @@ Rewrites no Grappler pass knows, each exact (same values, same errors on bad inp
   condition), reshapes of a rank-1 tensor to [its length, 1] with a constant shape,
   control edges that order nothing stateful dropped (tf.Transform gates its constants
   on all of its inputs, including a dummy label it builds), duplicate constants merged,
-  dead nodes pruned.
+  dead nodes pruned; tf.Transform's bucketizing (`UpperBound` between reshapes) becomes
+  one `Bucketize`.
+- matrix products (last, `export.eigen_matmul`, default on): float32 `MatMul` runs as
+  `SparseMatMul` with dense operands, Eigen's contraction, which TensorFlow's oneDNN rewrite
+  does not take over; oneDNN's fixed cost per product outweighs a small layer at batch 1.
 At batch 1 a call costs a fixed overhead plus a little per executed node, whatever the
 rows, so removing nodes is the speed-up there (`equivalence.json` has the counts).
 """
@@ -412,6 +416,82 @@ def simplify_selects(graph_def: graph_pb2.GraphDef) -> int:
     return rewritten
 
 
+def eigen_matmuls(graph_def: graph_pb2.GraphDef) -> int:
+    """Each float32 `MatMul` -> `SparseMatMul` with neither operand marked sparse; returns how many.
+
+    That op's kernel then runs Eigen's dense contraction, the one TensorFlow's own MatMul
+    kernel runs without oneDNN: the same product under an op name that TensorFlow's oneDNN
+    graph rewrite (on by default on x86) leaves alone. oneDNN's matmul carries a fixed cost
+    per call that dominates a serving model's small layers at batch 1. The op has no GPU
+    kernel, so it is behind `export.eigen_matmul` for a GPU server to turn off."""
+    rewritten = 0
+    for node in graph_def.node:
+        if node.op != "MatMul" or node.attr["T"].type != tf.float32.as_datatype_enum:
+            continue
+        product = node_def_pb2.NodeDef(name=node.name, op="SparseMatMul", input=node.input, device=node.device)
+        for key in ("transpose_a", "transpose_b"):
+            product.attr[key].b = node.attr[key].b
+        for key in ("a_is_sparse", "b_is_sparse"):
+            product.attr[key].b = False
+        product.attr["Ta"].type = product.attr["Tb"].type = tf.float32.as_datatype_enum
+        node.CopyFrom(product)
+        rewritten += 1
+    return rewritten
+
+
+def bucketize_upper_bounds(graph_def: graph_pb2.GraphDef) -> int:
+    """tf.Transform's `apply_buckets` on a column x, `Reshape(UpperBound(boundaries [1, B],
+    Reshape(..x.., [1, n])), Shape(x))` with constant float boundaries, -> `Bucketize(x)`
+    (cast to the same integer type): one kernel instead of seven nodes. Both count, per
+    value, the boundaries at or below it (`std::upper_bound`), so the buckets are the same,
+    NaN included. Returns how many were rewritten."""
+    graph = _Graph(graph_def)
+    consumers: dict[str, int] = {}
+    for node in graph_def.node:
+        for ref in node.input:
+            producer = graph.producer(ref.lstrip("^"))
+            if producer is not None:
+                consumers[producer.name] = consumers.get(producer.name, 0) + 1
+    added: list[node_def_pb2.NodeDef] = []
+    for node in graph_def.node:
+        if node.op != "Reshape" or _n_control(node):
+            continue
+        upper, shape = graph.producer(node.input[0]), graph.producer(node.input[1])
+        if upper is None or upper.op != "UpperBound" or _n_control(upper) or consumers.get(upper.name) != 1:
+            continue
+        flat = graph.producer(upper.input[1])
+        if flat is None or flat.op != "Reshape" or _n_control(flat) or shape is None or shape.op != "Shape":
+            continue
+        # The column the bucket ids are shaped like, possibly behind more reshapes (a
+        # flattening one when its rank is not known when traced): the values are the same.
+        column, chain = graph.source(shape.input[0]), [graph.source(flat.input[0])]
+        while chain[-1] != column:
+            before = graph.producer(chain[-1])
+            if before is None or before.op != "Reshape" or _n_control(before):
+                break
+            chain.append(graph.source(before.input[0]))
+        boundaries = graph.const_value(upper.input[0])
+        if (
+            chain[-1] != column
+            or upper.attr["T"].type != tf.float32.as_datatype_enum
+            or boundaries is None
+            or boundaries.ndim != 2
+            or boundaries.shape[0] != 1
+            or not bool(np.all(boundaries[0, 1:] >= boundaries[0, :-1]))
+        ):
+            continue
+        bucketize = _op(f"{node.name}/bucketize", "Bucketize", [_ref(column)], T=tf.float32)
+        bucketize.attr["boundaries"].list.f.extend(boundaries[0].tolist())
+        added.append(bucketize)
+        out_type = upper.attr["out_type"].type
+        node.CopyFrom(node_def_pb2.NodeDef(name=node.name, op="Cast", input=[bucketize.name]))
+        node.attr["SrcT"].type = tf.int32.as_datatype_enum
+        node.attr["DstT"].type = out_type
+        node.attr["Truncate"].b = False
+    graph_def.node.extend(added)
+    return len(added)
+
+
 def prune(graph_def: graph_pb2.GraphDef, keep: list[str]) -> int:
     """Delete every node that `keep` (tensor or node names) does not need; returns how many."""
     nodes = {n.name: n for n in graph_def.node}
@@ -538,9 +618,12 @@ def _rename_functions(graph_def: graph_pb2.GraphDef) -> None:
         fix(function.node_def)
 
 
-def optimized(fn: Any, input_signature: list[Any], name: str) -> tuple[Callable[..., Any], dict[str, int]]:
+def optimized(
+    fn: Any, input_signature: list[Any], name: str, eigen_matmul: bool = True
+) -> tuple[Callable[..., Any], dict[str, int]]:
     """A tf.function with `fn`'s signature running the frozen, rewritten, Grappler-optimised
-    graph. Returns it and what changed (node counts before/after, rewrites), for the report."""
+    graph (its matrix products on Eigen's kernel unless `eigen_matmul` is off). Returns it
+    and what changed (node counts before/after, rewrites), for the report."""
     concrete = tf.function(fn, input_signature=input_signature).get_concrete_function()
     frozen = convert_variables_to_constants_v2(concrete)
     views = _VIEWS.get(concrete.graph, [])
@@ -563,9 +646,13 @@ def optimized(fn: Any, input_signature: list[Any], name: str) -> tuple[Callable[
         folded = fold_table_sizes(graph_def, handles)
         graph_def = run_grappler(graph_def, output_names, PASSES)
         simplified = (
-            simplify_selects(graph_def) + simplify_reshapes(graph_def) + _drop_stateless_control_edges(graph_def)
+            simplify_selects(graph_def)
+            + simplify_reshapes(graph_def)
+            + bucketize_upper_bounds(graph_def)
+            + _drop_stateless_control_edges(graph_def)
         )
         graph_def = run_grappler(graph_def, output_names, CLEANUP)
+        eigen = eigen_matmuls(graph_def) if eigen_matmul else 0
     except Exception as exc:  # Grappler raises bare status errors without the signature's name
         raise OptimizationError(f"Grappler failed on signature {name}: {exc}") from exc
     _drop_control_on_inputs(graph_def, input_names)
@@ -578,7 +665,10 @@ def optimized(fn: Any, input_signature: list[Any], name: str) -> tuple[Callable[
     def call(*args: Any) -> Any:
         # Import the optimised graph into this function's own body: one flat function,
         # no nested call to instantiate and run on every request.
-        inputs = [*tf.nest.flatten(args), *(tf.identity(h) for h in handle_args)]
+        # The table handles as this function's captures themselves (an identity of each
+        # would be one more node per table on every call).
+        graph = tf.compat.v1.get_default_graph()
+        inputs = [*tf.nest.flatten(args), *(graph.capture(h) for h in handle_args)]
         feeds = dict(zip(input_names, inputs, strict=True))
         outputs = tf.graph_util.import_graph_def(
             graph_def, input_map=feeds, return_elements=output_names, name="serving"
@@ -591,5 +681,6 @@ def optimized(fn: Any, input_signature: list[Any], name: str) -> tuple[Callable[
         "densified_columns": densified,
         "folded_table_sizes": folded,
         "peepholes": simplified,
+        "eigen_matmuls": eigen,
     }
     return tf.function(call, input_signature=input_signature), report

@@ -96,6 +96,11 @@ class ExportConfig(_Stage):
         default=False, description="XLA-compile the model's dense part (compiles once per new batch size)"
     )
     xla_tolerance: float = Field(default=1e-4, gt=0, le=1, description="max |diff| allowed when export.xla is on")
+    eigen_matmul: bool = Field(
+        default=True,
+        description="the dense layers' products on Eigen's kernel, not oneDNN's (faster at small batches on CPU; "
+        "the op has no GPU kernel: turn off for a GPU server)",
+    )
 
 
 STAGES: dict[str, type[_Stage]] = {

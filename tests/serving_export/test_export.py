@@ -83,7 +83,7 @@ def test_equivalence_report(ctr_run) -> None:
     assert set(report["max_abs_diff_by_signature"]) == {"predict_raw", "serving_default"}
     assert report["rows_compared"] == ctr_run.results["extract"]["eval_rows"]
     assert report["tolerance"] == 1e-5 and report["export_config"]["optimize"] is True
-    assert report["export_config"]["xla"] is False
+    assert report["export_config"]["xla"] is False and report["export_config"]["eigen_matmul"] is True
 
 
 def test_grappler_shrinks_every_signature(ctr_run) -> None:
@@ -91,6 +91,10 @@ def test_grappler_shrinks_every_signature(ctr_run) -> None:
     assert set(nodes) == {"serving_default", "predict_raw", "transform_features"}
     for counts in nodes.values():
         assert 0 < counts["nodes_after"] < counts["nodes_before"], nodes
+    # The sample's mlp: two hidden layers and the output layer, on Eigen's kernel by default;
+    # the transformed features have no dense layer.
+    assert nodes["serving_default"]["eigen_matmuls"] == nodes["predict_raw"]["eigen_matmuls"] == 3
+    assert nodes["transform_features"]["eigen_matmuls"] == 0
 
 
 def _beside(ctr_run, tmp_path: Path) -> str:
