@@ -26,8 +26,10 @@ Rewrites no Grappler pass knows, each exact (same values, same errors on bad inp
 - matrix products (last, `export.eigen_matmul`, default on): float32 `MatMul` runs as
   `SparseMatMul` with dense operands, Eigen's contraction, which TensorFlow's oneDNN rewrite
   does not take over; oneDNN's fixed cost per product outweighs a small layer at batch 1.
-At batch 1 a call costs a fixed overhead plus a little per executed node, whatever the
-rows, so removing nodes is the speed-up there (`equivalence.json` has the counts).
+At batch 1 a call costs a fixed overhead plus what its ops cost: a cheap op is a fraction
+of a microsecond, so what pays there is removing or replacing the costly ones (the sparse
+round trip, recomputed constants, oneDNN's per-product set-up); `equivalence.json` has the
+counts and `bench/export_profile.py` shows where a call's time goes.
 """
 
 from __future__ import annotations
