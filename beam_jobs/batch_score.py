@@ -438,6 +438,10 @@ def duplicate_keys_sql(spec: PipelineSpec) -> str:
     )
 
 
+class EmptyScoringError(RuntimeError):
+    """The scoring query returned no rows: an empty day is never scored silently."""
+
+
 def check_unique_keys(ctx: JobContext) -> None:
     dupes = ctx.warehouse.table(duplicate_keys_sql(ctx.spec), ctx.query_params).to_pylist()
     if dupes:
@@ -452,10 +456,12 @@ def check_unique_keys(ctx: JobContext) -> None:
 
 def run(ctx: JobContext) -> dict[str, Any]:
     spec, cfg = ctx.spec, ctx.config
-    blessed = registry.require_blessed(ctx.paths)
-    version = registry.model_version(blessed)
+    # The model blessed as of this day (a backfilled day keeps its own day's model), loaded
+    # from its immutable folder once its files are proven to be that version.
+    blessed = registry.require_blessed_as_of(ctx.paths, ctx.ds.isoformat())
+    version = blessed["model_version"]
     schema = score_schema(spec, ctx.warehouse.result_schema(spec.scoring_sql, ctx.query_params))
-    saved_model_dir = artifacts.join(blessed["serving"], "saved_model")
+    saved_model_dir = artifacts.join(registry.verified_model_dir(ctx.paths, blessed), artifacts.SAVED_MODEL_DIR)
     handler = SavedModelHandler(saved_model_dir, spec, schema, version, ctx.ds, datetime.now(UTC))
 
     # The duplicate-key check is one GROUP BY in the warehouse (seconds at 10M rows, no GIL):
@@ -495,6 +501,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
         read, scored = counts.get("rows_read", 0), counts.get("rows_scored", 0)
         if read != scored:
             raise RuntimeError(f"scored {scored} rows but read {read}; not publishing {ctx.paths.scores}")
+        if scored == 0 and not cfg.score.allow_fewer_rows:
+            raise EmptyScoringError(
+                f"{spec.directory / spec.scoring.sql}: the scoring query returned no rows for ds {ctx.ds}, so "
+                f"nothing was scored and the {spec.scoring.table} partition is left as it is. Check that the "
+                "day's data has arrived; if the day really is empty, rerun with score.allow_fewer_rows=true"
+            )
         summary = {
             "rows": scored,
             "model_version": version,

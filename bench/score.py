@@ -38,12 +38,12 @@ def raw_throughput(ws, ds: date, rows: int, batch_rows: int) -> float:
 
     from tfpipe_jobs.artifacts import RunPaths
     from tfpipe_jobs.beam_jobs.arrow_batches import model_inputs
-    from tfpipe_jobs.registry import require_blessed
+    from tfpipe_jobs.registry import require_blessed_as_of
     from tfpipe_jobs.warehouse import Warehouse
     from tfpipe_operators.spec import load_spec
 
     spec = load_spec(SPEC)
-    blessed = require_blessed(RunPaths(str(ws.artifacts), "ctr", ds.isoformat()))
+    blessed = require_blessed_as_of(RunPaths(str(ws.artifacts), "ctr", ds.isoformat()), ds.isoformat())
     fn = tf.saved_model.load(blessed["serving"] + "/saved_model").signatures["predict_raw"]
     batches = []
     for batch in Warehouse(ws.warehouse).batches(spec.scoring_sql + " LIMIT " + str(rows), {"ds": ds}, batch_rows):

@@ -39,7 +39,7 @@ from tensorflow.core.framework import attr_value_pb2
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tfx_bsl.tfxio import tensor_adapter
 
-from tfpipe_jobs import artifacts
+from tfpipe_jobs import artifacts, registry
 from tfpipe_jobs.beam_jobs import arrow_batches, preprocessing
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.serving_export import optimize
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-5
 OUTPUT_KEYS = {"binary": "probability", "multiclass": "probabilities", "regression": "value"}
-SAVED_MODEL_DIR = "saved_model"
+SAVED_MODEL_DIR = artifacts.SAVED_MODEL_DIR
 _TF_TYPES = {"float": tf.float32, "string": tf.string}
 _MISSING: dict[str, float | bytes] = {"float": float("nan"), "string": b""}
 
@@ -386,5 +386,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
             )
         write_warmup_requests(path, ctx.spec, examples[:16])
         artifacts.write_text(artifacts.join(out, "signatures.txt"), signature_summary(path))
-    log.info("export: %s eval rows, max |diff| %.3g -> %s", table.num_rows, max_diff, ctx.paths.serving)
-    return {"serving": ctx.paths.serving, "rows_compared": table.num_rows, "max_abs_diff": max_diff}
+    version = registry.model_version(ctx.ds.isoformat(), registry.saved_model_digest(ctx.paths.serving))
+    log.info("export: %s eval rows, max |diff| %.3g -> %s (%s)", table.num_rows, max_diff, ctx.paths.serving, version)
+    return {
+        "serving": ctx.paths.serving,
+        "model_version": version,
+        "rows_compared": table.num_rows,
+        "max_abs_diff": max_diff,
+    }

@@ -10,10 +10,13 @@ so steps that never touch TensorFlow (publishing, the registry) do not pay its i
 from __future__ import annotations
 
 import glob as globbing
+import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +26,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS"
+SAVED_MODEL_DIR = "saved_model"  # inside a serving folder and a model version's folder
+# A temporary output whose owner cannot be proven dead is still removed once it is this old:
+# no step runs for a day (the DAG's task timeouts are hours).
+STALE_AFTER_SECONDS = 24 * 3600
 
 
 class _LocalFiles:
@@ -30,6 +37,7 @@ class _LocalFiles:
 
     GFile = open
     exists = staticmethod(os.path.exists)
+    remove = staticmethod(os.remove)
     rmtree = staticmethod(shutil.rmtree)
     walk = staticmethod(os.walk)
 
@@ -120,6 +128,15 @@ class RunPaths:
     def blessed_file(self) -> str:
         return join(self.registry, "blessed.json")
 
+    @property
+    def blessings(self) -> str:
+        """One record per blessing, written before blessed.json: what a damaged registry is rebuilt from."""
+        return join(self.registry, "blessings")
+
+    def model_version_dir(self, version: str) -> str:
+        """`<root>/<pipeline>/models/<model_version>/`: a blessed model, written once, never changed."""
+        return join(self.root, self.pipeline, "models", version)
+
 
 def exists(path: str) -> bool:
     return bool(_gfile(path).exists(path))
@@ -138,11 +155,67 @@ def require_complete(path: str, step: str) -> str:
     return path
 
 
+def owner_token() -> str:
+    """`<host>-<pid>-<random>`: names a temporary output so a later run can tell whether its
+    owner still lives (same host, pid gone) without trusting clocks alone."""
+    host = socket.gethostname().replace("-", "_") or "host"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def owner_is_dead(token: str, age_seconds: float | None) -> bool:
+    """True when a temporary output named by `owner_token` can no longer be written to:
+    its process on this host has exited, or it is older than `STALE_AFTER_SECONDS`."""
+    host, _, rest = token.partition("-")
+    pid_text = rest.partition("-")[0]
+    if host == socket.gethostname().replace("-", "_") and pid_text.isdigit():
+        return int(pid_text) != os.getpid() and not _pid_alive(int(pid_text))
+    return age_seconds is not None and age_seconds > STALE_AFTER_SECONDS
+
+
+def _age_seconds(path: str) -> float | None:
+    if "://" in path:
+        return None  # an object store's "folder" has no time of its own; owner or nothing
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def sweep_stale(final: str) -> list[str]:
+    """Remove the temporary siblings (`<final>.tmp-*`, `<final>.old-*`) of killed writers."""
+    gfile = _gfile(final)
+    removed = []
+    for suffix in ("tmp", "old"):
+        for path in gfile.glob(f"{final.rstrip('/')}.{suffix}-*"):
+            token = path.rsplit(f".{suffix}-", 1)[1]
+            if owner_is_dead(token, _age_seconds(path)):
+                gfile.rmtree(path)
+                removed.append(path)
+    for path in removed:
+        log.info("removed %s: left by a writer that was killed", path)
+    return removed
+
+
 @contextmanager
 def staged_output(final: str) -> Iterator[str]:
-    """Yield a temporary folder; on success publish it as `final` with `_SUCCESS`."""
+    """Yield a temporary folder; on success publish it as `final` with `_SUCCESS`.
+
+    Any exit but success (an error, or the SIGTERM the job command turns into one) removes
+    the temporary folder; what a SIGKILL leaves behind the next writer of `final` sweeps.
+    """
     gfile = _gfile(final)
-    token = uuid.uuid4().hex[:8]
+    sweep_stale(final)
+    token = owner_token()
     tmp = f"{final.rstrip('/')}.tmp-{token}"
     gfile.makedirs(tmp)
     try:
@@ -188,8 +261,30 @@ def atomic_write_json(path: str, obj: Any) -> None:
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     gfile = _gfile(path)
     gfile.makedirs(path.rsplit("/", 1)[0])
-    write_json(tmp, obj)
-    gfile.rename(tmp, path, overwrite=True)
+    try:
+        write_json(tmp, obj)
+        gfile.rename(tmp, path, overwrite=True)
+    finally:
+        if gfile.exists(tmp):
+            gfile.remove(tmp)
+
+
+def tree_digest(folder: str) -> str:
+    """SHA-256 of a folder's files (relative paths and bytes, in path order): what a model
+    version is named by, so the same name always means the same files."""
+    gfile = _gfile(folder)
+    base = folder.rstrip("/")
+    files = sorted(join(here, name)[len(base) :].lstrip("/") for here, _, names in gfile.walk(folder) for name in names)
+    if not files:
+        raise MissingArtifactError(f"{folder} holds no files: there is no model to name")
+    digest = hashlib.sha256()
+    for rel in files:  # one line per file, "<sha256 of its bytes> <relative path>"
+        content = hashlib.sha256()
+        with gfile.GFile(join(base, rel), "rb") as f:
+            while chunk := f.read(1 << 20):
+                content.update(chunk)
+        digest.update(f"{content.hexdigest()} {rel}\n".encode())
+    return digest.hexdigest()
 
 
 def copy_tree(src: str, dst: str) -> None:
@@ -204,6 +299,10 @@ def copy_tree(src: str, dst: str) -> None:
 
 def glob(pattern: str) -> list[str]:
     return sorted(_gfile(pattern).glob(pattern))
+
+
+def make_dirs(path: str) -> None:
+    _gfile(path).makedirs(path)
 
 
 def remove_tree(path: str) -> None:

@@ -13,16 +13,20 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import yaml
 
 EXIT_SKIP = 99
+EXIT_TERMINATED = 128 + 15  # what a shell reports for a process ended by SIGTERM
 RESULT_PREFIX = "TFPIPE_RESULT "
 XCOM_FILE = "/airflow/xcom/return.json"
 
@@ -136,6 +140,15 @@ def _publish_scores(args: argparse.Namespace) -> dict[str, Any]:
     return score_table.publish(_context(args))
 
 
+def _rebuild_registry(args: argparse.Namespace) -> dict[str, Any]:
+    from tfpipe_jobs import registry
+    from tfpipe_jobs.artifacts import RunPaths
+    from tfpipe_operators.spec import load_spec
+
+    pipeline = load_spec(args.spec).pipeline
+    return registry.rebuild(RunPaths(root=args.artifact_root, pipeline=pipeline, ds=""))
+
+
 def _select_trial(args: argparse.Namespace) -> dict[str, Any]:
     from tfpipe_jobs import tuned_config
 
@@ -194,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     step("publish-scores", _publish_scores, "replace the ds partition of the score table")
     step("select-trial", _select_trial, "pick the best tuning trial of ds; record it as the tuned config")
 
+    rebuild = sub.add_parser(
+        "rebuild-registry", help="write registry/blessed.json anew from its per-blessing records (repair)"
+    )
+    rebuild.add_argument("--spec", required=True, type=Path, help="the pipeline's pipeline.yaml")
+    rebuild.add_argument("--artifact-root", required=True, help="local folder or gs:// prefix")
+    rebuild.set_defaults(fn=_rebuild_registry)
+
     gen = sub.add_parser("sample-data", help="write the synthetic ctr tables into a DuckDB warehouse")
     gen.add_argument("--warehouse", required=True)
     gen.add_argument("--end-date", required=True, type=_iso_date)
@@ -212,18 +232,44 @@ def emit_result(result: dict[str, Any]) -> None:
     print(RESULT_PREFIX + text, flush=True)
 
 
+class Terminated(SystemExit):
+    """SIGTERM (how Airflow and Kubernetes stop a task), raised in the main thread so every
+    `finally` and staged output cleans up on the way out."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(EXIT_TERMINATED)
+
+
+def _refuse_future(args: argparse.Namespace) -> None:
+    """A day that has not happened yet has no data: its run would publish an empty day."""
+    ds = getattr(args, "ds", None)
+    latest = max(date.today(), datetime.now(UTC).date())
+    if ds is not None and ds > latest:
+        raise SystemExit(f"--ds {ds} is in the future (today is {latest}): a day is processed after it ends")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
+    _refuse_future(args)
     from tfpipe_jobs.context import SkipStep
 
     started = time.monotonic()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         result = args.fn(args)
     except SkipStep as exc:
         log.info("skipped: %s", exc)
         emit_result({"skipped": str(exc)})
         return EXIT_SKIP
+    except Terminated:
+        log.error("stopped by SIGTERM: temporary outputs removed, nothing published by this step")
+        return EXIT_TERMINATED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     result["seconds"] = round(time.monotonic() - started, 2)
     emit_result(result)
     return 0

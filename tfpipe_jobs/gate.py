@@ -169,7 +169,20 @@ def run(ctx: JobContext) -> dict[str, Any]:
             return pred
         return align_classes(pred[known], label_vocabulary(saved_model), names, where=f"model {saved_model}")
 
+    # The candidate is named by its files' digest, taken before and after it is judged: a
+    # concurrent rerun of the export that replaced it meanwhile is refused, not judged.
+    digest = registry.saved_model_digest(serving_dir)
     new_pred = predict(serving_dir)
+    if registry.saved_model_digest(serving_dir) != digest:
+        raise registry.ModelIntegrityError(
+            f"{serving_dir} changed while evaluate_gate judged it (a rerun of export_serving_model?): rerun the gate"
+        )
+    candidate = {
+        "serving": serving_dir,
+        "model_version": registry.model_version(ctx.ds.isoformat(), digest),
+        "digest": digest,
+        "data_fingerprint": registry.file_digest(artifacts.join(data_dir, "stats.json")),
+    }
     stats = artifacts.read_json(artifacts.join(data_dir, "stats.json"))
     label_mean = float(stats["columns"]["__label"].get("mean") or 0.0) if not multiclass else 0.0
     baseline = baseline_predictions(spec.label.task, label_mean, labels, len(names) if multiclass else None)
@@ -178,13 +191,20 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "baseline": metrics.task_metrics(task, labels, baseline),
     }
     predictions = {"new": new_pred, "baseline": baseline}
-    current = registry.read_blessed(ctx.paths)
+    current = registry.blessed_as_of(ctx.paths, ctx.ds.isoformat())
     blessed_metrics = None
-    if current is not None:
-        predictions["blessed"] = predict(current["serving"])
+    same = current is not None and current["model_version"] == candidate["model_version"]
+    if current is not None and not same:
+        predictions["blessed"] = predict(registry.verified_model_dir(ctx.paths, current))
         blessed_metrics = metrics.task_metrics(task, labels, predictions["blessed"])
         results["blessed"] = blessed_metrics
     ok, reasons = decide(ctx.config.gate, results["new"], results["baseline"], blessed_metrics)
+    if same:
+        # A model is never compared with itself: a rerun that exported the same files again.
+        reasons[-1] = (
+            f"SAME the candidate is the blessed model {candidate['model_version']} (identical files): "
+            "judged against baseline and thresholds only"
+        )
     if multiclass and not known.all():
         reasons.append(
             f"NOTE {int((~known).sum())} of {known.size} eval rows have a label outside the label vocabulary "
@@ -199,7 +219,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "eval_rows": table.num_rows,
         "metrics": results,
         "blessed_model": current,
-        "candidate": {"serving": ctx.paths.serving},
+        "candidate": candidate,
     }
     if multiclass:
         evaluation["classes"] = class_report(
@@ -215,6 +235,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     return {
         "verdict": verdict,
         "blessed": ok,
+        "model_version": candidate["model_version"],
+        "compared_with": current["model_version"] if current and not same else None,
         "metric": ctx.config.gate.metric,
         "new": results["new"],
         "rules": reasons,

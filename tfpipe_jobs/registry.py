@@ -1,12 +1,31 @@
-"""The model registry: `registry/blessed.json` names the model version scoring uses.
+"""The model registry: which immutable model version scores each day.
 
-Publishing is one atomic replace of that file. A model from an older `ds` (a backfill)
-never replaces one blessed from a newer `ds`.
+A blessed model is copied once into `<pipeline>/models/<model_version>/` and never written
+again. Its `model_version` is `<ds>-<digest of its SavedModel's files>`: a rerun that trains
+another model gets another version, and every reader (the gate, scoring) checks that the
+files it loads still have that digest, so a name always means the same model.
+
+`registry/blessed.json` lists every blessing (ds, version, metrics, time, the gate's rules)
+under `history` and repeats the current one, the newest ds's, at its top level. The model
+for a day is the one blessed from the newest ds on or before it (`blessed_as_of`): a
+backfilled day is scored by its own day's model whatever runs beside it, and an older day's
+blessing never displaces a newer one. Each update is one serialised read-modify-write: under
+a lock file locally, with a generation precondition on GCS (two writers cannot both win).
+Each blessing is also written as its own record under `registry/blessings/` first, so a
+damaged `blessed.json` can be rebuilt (`tfpipe-job rebuild-registry`).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,54 +35,274 @@ from tfpipe_jobs.context import JobContext, SkipStep
 
 log = logging.getLogger(__name__)
 
+DIGEST_CHARS = 16  # of the SavedModel's SHA-256 in its version name: 64 bits, no collision in practice
+CAS_ATTEMPTS = 50
+
 
 class NoBlessedModelError(LookupError):
-    """Scoring was asked for but no model of this pipeline has ever been blessed."""
+    """Scoring was asked for but no model of this pipeline was blessed on or before the day."""
+
+
+class RegistryCorruptError(RuntimeError):
+    """`blessed.json` cannot be read; the message says how to rebuild or restore it."""
+
+
+class ModelIntegrityError(RuntimeError):
+    """A model's files no longer have the digest its version names."""
+
+
+def model_version(ds: str, digest: str) -> str:
+    return f"{ds}-{digest[:DIGEST_CHARS]}"
+
+
+def saved_model_digest(model_dir: str) -> str:
+    """The digest a version is named by: the SavedModel's files, nothing else in the folder."""
+    return artifacts.tree_digest(artifacts.join(model_dir, artifacts.SAVED_MODEL_DIR))
+
+
+def _repair_hint(paths: RunPaths) -> str:
+    return (
+        f"rebuild it from its per-blessing records in {paths.blessings} with "
+        f"`tfpipe-job rebuild-registry --spec <pipeline.yaml> --artifact-root {paths.root}`, "
+        "or restore the previous copy (GCS object versioning)"
+    )
+
+
+def _parse(text: str, paths: RunPaths) -> dict[str, Any]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RegistryCorruptError(
+            f"{paths.blessed_file} is not valid JSON ({exc}): the registry of pipeline '{paths.pipeline}' is "
+            f"damaged; {_repair_hint(paths)}"
+        ) from None
+    history = doc.get("history") if isinstance(doc, dict) else None
+    if not isinstance(history, list) or not all(
+        isinstance(e, dict) and {"ds", "model_version", "digest"} <= e.keys() for e in history
+    ):
+        raise RegistryCorruptError(
+            f"{paths.blessed_file} has no valid 'history' of blessings (each with ds, model_version, digest): "
+            f"it was written by hand or by an older tfpipe; {_repair_hint(paths)}"
+        )
+    return dict(doc)
+
+
+def read_registry(paths: RunPaths) -> dict[str, Any] | None:
+    if not artifacts.exists(paths.blessed_file):
+        return None
+    return _parse(artifacts.read_text(paths.blessed_file), paths)
 
 
 def read_blessed(paths: RunPaths) -> dict[str, Any] | None:
-    if not artifacts.exists(paths.blessed_file):
-        return None
-    return dict(artifacts.read_json(paths.blessed_file))
+    """The current blessing (the newest ds's), or None before the first."""
+    doc = read_registry(paths)
+    return doc["history"][-1] if doc and doc["history"] else None
 
 
-def require_blessed(paths: RunPaths) -> dict[str, Any]:
-    current = read_blessed(paths)
-    if current is None:
-        raise NoBlessedModelError(
-            f"no blessed model for pipeline '{paths.pipeline}' ({paths.blessed_file} does not exist): "
-            "the first model must pass evaluate_gate before anything can be scored"
+def blessed_as_of(paths: RunPaths, ds: str) -> dict[str, Any] | None:
+    """The blessing that scores `ds`: the latest one of the newest ds on or before it."""
+    doc = read_registry(paths)
+    earlier = [e for e in (doc or {}).get("history", []) if e["ds"] <= ds]
+    return earlier[-1] if earlier else None
+
+
+def require_blessed_as_of(paths: RunPaths, ds: str) -> dict[str, Any]:
+    entry = blessed_as_of(paths, ds)
+    if entry is None:
+        doc = read_registry(paths)
+        first = doc["history"][0]["ds"] if doc else None
+        why = (
+            f" (its first blessing is of {first}: a newer day's model never scores an older day)"
+            if first
+            else " does not exist"
         )
-    return current
+        raise NoBlessedModelError(
+            f"no model of pipeline '{paths.pipeline}' was blessed on or before {ds} "
+            f"({paths.blessed_file}{why}): the first model must pass "
+            "evaluate_gate before anything can be scored"
+        )
+    return entry
 
 
-def model_version(entry: dict[str, Any]) -> str:
-    return f"{entry['ds']}-{entry['config_hash']}"
+def file_digest(path: str) -> str:
+    """Short SHA-256 of one file (the data's stats.json: which extraction a model was judged on)."""
+    return hashlib.sha256(artifacts.read_bytes(path)).hexdigest()[:DIGEST_CHARS]
+
+
+def verified_model_dir(paths: RunPaths, entry: dict[str, Any]) -> str:
+    """The folder of a blessed version, after checking its SavedModel's files are that version's."""
+    folder = paths.model_version_dir(entry["model_version"])
+    if not artifacts.is_complete(folder):
+        raise artifacts.MissingArtifactError(
+            f"{folder} is missing or incomplete (no {artifacts.SUCCESS}), but {paths.blessed_file} names model "
+            f"version {entry['model_version']}: restore the folder, or rerun publish_model for ds {entry['ds']}"
+        )
+    digest = saved_model_digest(folder)
+    if digest != entry["digest"]:
+        raise ModelIntegrityError(
+            f"{folder} no longer holds model version {entry['model_version']}: its files have digest "
+            f"{digest[:DIGEST_CHARS]}, the registry names {entry['digest'][:DIGEST_CHARS]}. Something rewrote a "
+            "published model; restore the folder, or bless a new model (rerun the day's export_serving_model, "
+            "evaluate_gate and publish_model)"
+        )
+    return folder
+
+
+@contextmanager
+def _locked(paths: RunPaths) -> Iterator[None]:
+    os.makedirs(paths.registry, exist_ok=True)
+    with open(os.path.join(paths.registry, ".lock"), "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
+        yield
+
+
+def _write_locked(paths: RunPaths, change: Callable[[dict[str, Any] | None], dict[str, Any]]) -> dict[str, Any]:
+    with _locked(paths):
+        doc = change(read_registry(paths))
+        artifacts.atomic_write_json(paths.blessed_file, doc)
+    return doc
+
+
+def _write_generation_matched(
+    paths: RunPaths, change: Callable[[dict[str, Any] | None], dict[str, Any]]
+) -> dict[str, Any]:
+    """Compare-and-swap on the object's generation: a write based on a stale read is refused."""
+    from google.api_core import exceptions
+    from google.cloud import storage  # type: ignore[attr-defined]
+
+    bucket, _, name = paths.blessed_file.removeprefix("gs://").partition("/")
+    blob = storage.Client().bucket(bucket).blob(name)
+    for _ in range(CAS_ATTEMPTS):
+        try:
+            blob.reload()
+            generation = int(blob.generation)
+            current = _parse(blob.download_as_text(if_generation_match=generation), paths)
+        except exceptions.NotFound:
+            generation, current = 0, None  # 0: succeed only if the object still does not exist
+        except exceptions.PreconditionFailed:
+            continue
+        doc = change(current)
+        text = json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
+        try:
+            blob.upload_from_string(text, content_type="application/json", if_generation_match=generation)
+            return doc
+        except exceptions.PreconditionFailed:
+            time.sleep(random.uniform(0.05, 0.5))
+    raise RuntimeError(f"{paths.blessed_file}: {CAS_ATTEMPTS} concurrent updates in a row won over this one")
+
+
+def _update(paths: RunPaths, change: Callable[[dict[str, Any] | None], dict[str, Any]]) -> dict[str, Any]:
+    if paths.blessed_file.startswith("gs://"):
+        return _write_generation_matched(paths, change)
+    if "://" in paths.blessed_file:
+        raise ValueError(f"{paths.blessed_file}: the registry lives on a local folder or gs://, not elsewhere")
+    return _write_locked(paths, change)
+
+
+def _document(paths: RunPaths, blessings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The registry file: blessings in (ds, time) order, the same version blessed again for the
+    same day kept once (its latest), and the current blessing repeated at the top level."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in sorted(blessings, key=lambda e: (e["ds"], e.get("blessed_at", ""))):
+        latest.pop((entry["ds"], entry["model_version"]), None)
+        latest[(entry["ds"], entry["model_version"])] = entry
+    history = sorted(latest.values(), key=lambda e: (e["ds"], e.get("blessed_at", "")))
+    return {**history[-1], "pipeline": paths.pipeline, "history": history}
+
+
+def _store_version(serving_dir: str, target: str, version: str, digest: str) -> None:
+    """Copy the judged serving model into its immutable folder, proving it is what was judged."""
+    if artifacts.is_complete(target):
+        if saved_model_digest(target) == digest:
+            return
+        raise ModelIntegrityError(
+            f"{target} exists but does not hold model version {version}: a published model was rewritten; "
+            "restore or remove that folder, then rerun publish_model"
+        )
+    with artifacts.staged_output(target) as out:
+        artifacts.copy_tree(serving_dir, out)
+        copied = saved_model_digest(out)
+        if copied != digest:
+            raise ModelIntegrityError(
+                f"{serving_dir} changed after evaluate_gate judged it (digest {copied[:DIGEST_CHARS]}, the gate "
+                f"judged {digest[:DIGEST_CHARS]}): a rerun of export_serving_model replaced it; rerun evaluate_gate "
+                "for this ds, then publish_model"
+            )
 
 
 def publish(ctx: JobContext) -> dict[str, Any]:
-    eval_dir = artifacts.require_complete(ctx.paths.eval, "evaluate_gate")
+    paths = ctx.paths
+    eval_dir = artifacts.require_complete(paths.eval, "evaluate_gate")
     verdict = artifacts.read_text(artifacts.join(eval_dir, "verdict")).strip()
     evaluation = artifacts.read_json(artifacts.join(eval_dir, "evaluation.json"))
     if verdict != "blessed":
         raise SkipStep(f"the gate refused the model of {ctx.ds}: " + "; ".join(evaluation["rules"]))
-    current = read_blessed(ctx.paths)
-    if current is not None and current["ds"] > ctx.ds.isoformat():
-        raise SkipStep(f"a model from a newer ds ({current['ds']}) is blessed; the {ctx.ds} model is not published")
+    candidate = evaluation.get("candidate") or {}
+    if not {"model_version", "digest"} <= candidate.keys():
+        raise artifacts.MissingArtifactError(
+            f"{eval_dir}/evaluation.json names no candidate model version (written by an older tfpipe): "
+            "rerun evaluate_gate for this ds"
+        )
+    version, digest = candidate["model_version"], candidate["digest"]
+    model_dir = paths.model_version_dir(version)
+    _store_version(candidate["serving"], model_dir, version, digest)
     entry = {
         "pipeline": ctx.spec.pipeline,
         "ds": ctx.ds.isoformat(),
-        "serving": ctx.paths.serving,
+        "model_version": version,
+        "digest": digest,
+        "serving": model_dir,
         "metrics": evaluation["metrics"]["new"],
+        "rules": evaluation["rules"],
         "config_hash": evaluation["config_hash"],
-        "blessed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "variant": evaluation.get("variant"),
+        "trial": evaluation.get("trial"),
+        "data_fingerprint": candidate.get("data_fingerprint"),
+        "blessed_at": datetime.now(UTC).isoformat(timespec="microseconds"),
     }
-    entry["model_version"] = model_version(entry)
-    artifacts.atomic_write_json(ctx.paths.blessed_file, entry)
-    log.info(
-        "registry: %s is now the blessed model of %s (was %s)",
-        entry["model_version"],
-        ctx.spec.pipeline,
-        model_version(current) if current else "none",
-    )
-    return entry
+    # The record first: whatever happens to blessed.json, every blessing can be rebuilt from these.
+    record = hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    artifacts.make_dirs(paths.blessings)
+    artifacts.write_json(artifacts.join(paths.blessings, f"{version}-{record}.json"), entry)
+    before: dict[str, Any] = {}
+
+    def add(doc: dict[str, Any] | None) -> dict[str, Any]:
+        history = list((doc or {}).get("history", []))
+        before["current"] = history[-1]["model_version"] if history else None
+        return _document(paths, [*history, entry])
+
+    doc = _update(paths, add)
+    current = doc["history"][-1]
+    if current["model_version"] == version:
+        log.info("registry: %s is now the blessed model of %s (was %s)", version, ctx.spec.pipeline, before["current"])
+    else:
+        log.info(
+            "registry: %s is blessed for %s and scores it; the current model stays %s (from the newer ds %s)",
+            version,
+            ctx.ds,
+            current["model_version"],
+            current["ds"],
+        )
+    return {**entry, "current": current["model_version"]}
+
+
+def rebuild(paths: RunPaths) -> dict[str, Any]:
+    """Write blessed.json anew from the per-blessing records (the repair for a damaged file).
+
+    The old file is never parsed, so its damage cannot stop the repair.
+    """
+    records = [artifacts.read_json(p) for p in artifacts.glob(artifacts.join(paths.blessings, "*.json"))]
+    if not records:
+        raise NoBlessedModelError(f"{paths.blessings} holds no blessing records: nothing to rebuild the registry from")
+    doc = _document(paths, records)
+    if paths.blessed_file.startswith("gs://"):
+        from google.cloud import storage  # type: ignore[attr-defined]
+
+        bucket, _, name = paths.blessed_file.removeprefix("gs://").partition("/")
+        text = json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
+        storage.Client().bucket(bucket).blob(name).upload_from_string(text, content_type="application/json")
+    else:
+        with _locked(paths):
+            artifacts.atomic_write_json(paths.blessed_file, doc)
+    log.info("registry: rebuilt %s from %d blessing records", paths.blessed_file, len(records))
+    return {"registry": paths.blessed_file, "blessings": len(records), "current": doc["model_version"]}

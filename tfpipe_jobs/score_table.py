@@ -27,6 +27,44 @@ class PartitionCountError(RuntimeError):
     """The published partition does not hold exactly the rows that were scored."""
 
 
+class PartitionShrinkError(RuntimeError):
+    """The new partition is empty or far smaller than the one it would replace or follow."""
+
+
+def reference_counts_sql(table: str, quote: str, param: str) -> str:
+    """Row counts of the day's existing partition and the newest one before it."""
+    t = f"{quote}{table}{quote}"
+    return f"SELECT ds, COUNT(*) AS n FROM {t} WHERE ds <= {param} GROUP BY ds ORDER BY ds DESC LIMIT 2"
+
+
+def check_not_shrinking(ctx: JobContext, new_rows: int, counts: list[tuple[Any, int]]) -> None:
+    """Refuse to publish 0 rows, or fewer than `score.min_rows_vs_previous` of the reference
+    partition (the day's own when it is rerun, else the newest before it), unless allowed."""
+    cfg = ctx.config.score
+    same_day = [n for d, n in counts if str(d) == ctx.ds.isoformat()]
+    reference = same_day[0] if same_day else (counts[0][1] if counts else None)
+    where = "the partition it replaces" if same_day else "the previous partition"
+    if new_rows == 0:
+        problem = f"0 rows to publish for ds={ctx.ds}" + (f" ({where} holds {reference})" if reference else "")
+    elif reference and new_rows < cfg.min_rows_vs_previous * reference:
+        problem = (
+            f"{new_rows} rows to publish for ds={ctx.ds}, fewer than score.min_rows_vs_previous "
+            f"{cfg.min_rows_vs_previous} of the {reference} rows of {where}"
+        )
+    else:
+        return
+    if cfg.allow_fewer_rows:
+        log.warning("publish_scores: %s; publishing anyway (score.allow_fewer_rows is set)", problem)
+        return
+    raise PartitionShrinkError(
+        f"{ctx.spec.scoring.table}: {problem}. Nothing was changed: the existing partition and "
+        f"{latest_view(ctx.spec.pipeline)} stay as they were. Check the scoring query "
+        f"({ctx.spec.directory / ctx.spec.scoring.sql}) for this ds; if the day really is this small, rerun with "
+        "score.allow_fewer_rows=true (TFPIPE_SCORE_ALLOW_FEWER_ROWS=true, or the trigger param where the spec "
+        "makes it overridable)"
+    )
+
+
 def latest_view(pipeline: str) -> str:
     return f"{pipeline}_scores_latest"
 
@@ -103,6 +141,9 @@ def _publish_duckdb(ctx: JobContext, files: list[str], summary: dict[str, Any]) 
         con.execute("BEGIN TRANSACTION")
         source = "read_parquet($files)"
         con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM {source} LIMIT 0', {"files": files})
+        expected = con.execute(expected_rows_sql(ctx.spec, source, '"'), {"files": files}).fetchone()
+        counts = con.execute(reference_counts_sql(table, '"', "$ds"), {"ds": ctx.ds}).fetchall()
+        check_not_shrinking(ctx, int(expected[0]) if expected else 0, [(d, int(n)) for d, n in counts])
         con.execute(f'DELETE FROM "{table}" WHERE ds = $ds', {"ds": ctx.ds})
         rows = published_rows_sql(ctx.spec, source, '"', summary.get("score_column"))
         con.execute(f'INSERT INTO "{table}" {rows}', {"files": files})
@@ -112,7 +153,6 @@ def _publish_duckdb(ctx: JobContext, files: list[str], summary: dict[str, Any]) 
         )
         row = con.execute(f'SELECT count(*) FROM "{table}" WHERE ds = $ds', {"ds": ctx.ds}).fetchone()
         written = int(row[0]) if row else 0
-        expected = con.execute(expected_rows_sql(ctx.spec, source, '"'), {"files": files}).fetchone()
         # Before COMMIT: a partition that is not exactly what was scored is never visible.
         check_count(ctx, written, int(expected[0]) if expected else 0, summary["rows"])
         con.execute("COMMIT")
@@ -129,6 +169,7 @@ def _publish_bigquery(ctx: JobContext, scores_dir: str, summary: dict[str, Any])
 
     Both end in a single WRITE_TRUNCATE of `table$YYYYMMDD`: the partition flips at once.
     """
+    from google.api_core.exceptions import NotFound
     from google.cloud import bigquery
 
     project, _, dataset = ctx.warehouse.url.removeprefix("bigquery://").partition("/")
@@ -139,31 +180,37 @@ def _publish_bigquery(ctx: JobContext, scores_dir: str, summary: dict[str, Any])
     truncate = bigquery.WriteDisposition.WRITE_TRUNCATE
     files = artifacts.join(scores_dir, "*.parquet")
     parquet = bigquery.SourceFormat.PARQUET
+    by_ds = bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("ds", "DATE", ctx.ds)])
+    try:
+        counts = [
+            (r["ds"], int(r["n"])) for r in client.query(reference_counts_sql(table_id, "`", "@ds"), by_ds).result()
+        ]
+    except NotFound:
+        counts = []  # the first partition of a new table
     if ctx.spec.scoring.top_k is None:
+        expected = summary["rows"]
+        check_not_shrinking(ctx, expected, counts)
         load = bigquery.LoadJobConfig(source_format=parquet, write_disposition=truncate, time_partitioning=by_day)
         client.load_table_from_uri(files, partition, job_config=load).result()
-        expected = summary["rows"]
     else:
         staging = f"{table_id}__staging_{ctx.ds:%Y%m%d}"
         load = bigquery.LoadJobConfig(source_format=parquet, write_disposition=truncate)
         client.load_table_from_uri(files, staging, job_config=load).result()
         try:
+            expected = int(next(iter(client.query(expected_rows_sql(ctx.spec, f"`{staging}`", "`")).result()))[0])
+            check_not_shrinking(ctx, expected, counts)
             ranked = bigquery.QueryJobConfig(
                 destination=partition, write_disposition=truncate, time_partitioning=by_day
             )
             sql = published_rows_sql(ctx.spec, f"`{staging}`", "`", summary.get("score_column"))
             client.query(sql, job_config=ranked).result()
-            expected = int(next(iter(client.query(expected_rows_sql(ctx.spec, f"`{staging}`", "`")).result()))[0])
         finally:
             client.delete_table(staging, not_found_ok=True)
     view = bigquery.Table(f"{project}.{dataset}.{latest_view(ctx.spec.pipeline)}")
     view.view_query = f"SELECT * FROM `{table_id}` WHERE ds = (SELECT MAX(ds) FROM `{table_id}`)"
     client.delete_table(view, not_found_ok=True)
     client.create_table(view)
-    rows = client.query(
-        f"SELECT COUNT(*) AS n FROM `{table_id}` WHERE ds = @ds",
-        job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("ds", "DATE", ctx.ds)]),
-    ).result()
+    rows = client.query(f"SELECT COUNT(*) AS n FROM `{table_id}` WHERE ds = @ds", job_config=by_ds).result()
     written = int(next(iter(rows))["n"])
     check_count(ctx, written, expected, summary["rows"])
     return written

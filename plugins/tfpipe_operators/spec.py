@@ -88,6 +88,16 @@ class ScoreConfig(_Stage):
     direct_num_workers: int = Field(
         default=1, ge=1, le=64, description="local Beam worker processes, each loading the model once"
     )
+    min_rows_vs_previous: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="publish_scores refuses a partition with fewer rows than this share of the partition it "
+        "replaces (or of the previous day's)",
+    )
+    allow_fewer_rows: bool = Field(
+        default=False, description="publish an empty or shrunken partition anyway (a day that really is empty)"
+    )
 
 
 class ExportConfig(_Stage):

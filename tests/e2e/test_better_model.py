@@ -73,10 +73,12 @@ def test_the_better_model_replaces_the_blessed_one(two_days: dict) -> None:
     assert any(r.startswith("PASS vs blessed: auc") for r in evaluation["rules"])
 
     registry = _read(deployment, "registry", "blessed.json")
-    assert registry["ds"] == DAY2 and registry["serving"] == str(deployment.artifacts / "ctr" / DAY2 / "serving")
+    assert registry["ds"] == DAY2 and registry["model_version"] == evaluation["candidate"]["model_version"]
+    assert registry["serving"] == str(deployment.artifacts / "ctr" / "models" / registry["model_version"])
     assert registry["metrics"] == new
     assert registry["config_hash"] == _read(deployment, DAY2, "model", "config.json")["config_hash"]
-    day1_version = f"{DAY1}-{_read(deployment, DAY1, 'model', 'config.json')['config_hash']}"
+    day1_version = evaluation["blessed_model"]["model_version"]
+    assert [e["model_version"] for e in registry["history"]] == [day1_version, registry["model_version"]]
     assert registry["model_version"] != day1_version
 
     with duckdb.connect(deployment.warehouse_path, read_only=True) as con:

@@ -20,7 +20,8 @@ def test_noise_labels_are_refused_and_scoring_uses_the_old_model(ctr_run, spec_d
         warehouse, date.fromisoformat(NEXT_DS), days=1, rows_per_day=2000, candidates_per_day=500, seed=7
     )
     root = tmp_path / "artifacts"
-    shutil.copytree(Path(ctr_run.artifacts) / "ctr" / "registry", root / "ctr" / "registry")
+    for part in ("registry", "models"):
+        shutil.copytree(Path(ctr_run.artifacts) / "ctr" / part, root / "ctr" / part)
     blessed_before = json.loads((root / "ctr" / "registry" / "blessed.json").read_text())
 
     # The label becomes the parity of the event number: noise no feature can predict.
@@ -54,3 +55,37 @@ def test_noise_labels_are_refused_and_scoring_uses_the_old_model(ctr_run, spec_d
         ("2026-11-21", blessed_before["model_version"]),
         (NEXT_DS, blessed_before["model_version"]),
     ]
+
+
+def test_a_refused_same_day_retrain_never_scores_under_the_blessed_name(ctr_run, tmp_path: Path) -> None:
+    """Retrain and export the blessed day again with a learning rate that ruins the model: the
+    gate judges the new files against the blessed version's own copy, refuses them, and
+    scoring keeps the blessed model's files and name."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ds = "2026-11-21"
+    root = tmp_path / "artifacts"
+    for part in ("registry", "models", f"{ds}/data"):
+        shutil.copytree(Path(ctr_run.artifacts) / "ctr" / part, root / "ctr" / part)
+    run = ctr_run.__class__(tmp_path)
+    run.warehouse, run.artifacts = ctr_run.warehouse, str(root)
+    blessed = json.loads((root / "ctr" / "registry" / "blessed.json").read_text())
+
+    assert run.run("train", "--set", "train.learning_rate=10", "--set", "train.epochs=1")["exit_code"] == 0
+    exported = run.run("export")
+    assert exported["model_version"] != blessed["model_version"]
+    verdict = run.run("evaluate")
+    assert verdict["verdict"] == "refused", verdict["rules"]
+    assert verdict["compared_with"] == blessed["model_version"] != verdict["model_version"]
+    assert run.run("publish-model")["exit_code"] == 99
+
+    scored = run.run("score")
+    assert scored["model_version"] == blessed["model_version"]
+
+    def probabilities(day: Path) -> list[float]:
+        table = pa.concat_tables(pq.read_table(p) for p in sorted((day / "scores").glob("*.parquet")))
+        return table.sort_by([("user_id", "ascending"), ("item_id", "ascending")])["probability"].to_pylist()
+
+    assert probabilities(root / "ctr" / ds) == probabilities(ctr_run.day())
+    assert len(set(probabilities(root / "ctr" / ds))) > 100  # a real model's scores, not one constant

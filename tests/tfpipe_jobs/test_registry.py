@@ -1,54 +1,179 @@
+"""The registry: immutable model versions, blessings per day, one winner under concurrency."""
+
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
+import pytest
 
-def _eval_dir(root: Path, ds: str, verdict: str) -> None:
+from tfpipe_jobs import artifacts, registry
+from tfpipe_jobs.artifacts import RunPaths
+
+
+def _candidate(ctr_run, root: Path, ds: str) -> dict:
+    """The shared run's serving model as `ds`'s export, and its evaluation blessing or refusing it."""
+    serving = root / "ctr" / ds / "serving"
+    if not serving.exists():
+        shutil.copytree(ctr_run.day() / "serving", serving)
+    digest = registry.saved_model_digest(str(serving))
+    return {"serving": str(serving), "model_version": registry.model_version(ds, digest), "digest": digest}
+
+
+def _eval_dir(ctr_run, root: Path, ds: str, verdict: str) -> dict:
+    candidate = _candidate(ctr_run, root, ds)
     folder = root / "ctr" / ds / "eval"
+    shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     rules = ["FAIL lift over baseline: auc 0.50 vs 0.50"] if verdict == "refused" else ["PASS lift over baseline"]
-    (folder / "evaluation.json").write_text(
-        json.dumps(
-            {"verdict": verdict, "rules": rules, "metrics": {"new": {"auc": 0.7}}, "config_hash": "abc123abc123"}
-        )
-    )
+    evaluation = {
+        "verdict": verdict,
+        "rules": rules,
+        "metrics": {"new": {"auc": 0.7}},
+        "config_hash": "abc123abc123",
+        "candidate": candidate,
+    }
+    (folder / "evaluation.json").write_text(json.dumps(evaluation))
     (folder / "verdict").write_text(verdict + "\n")
     (folder / "_SUCCESS").write_text("")
+    return candidate
 
 
-def test_first_blessed_model_is_registered(ctr_run) -> None:
-    entry = json.loads((Path(ctr_run.artifacts) / "ctr" / "registry" / "blessed.json").read_text())
+def _registry(root: Path) -> dict:
+    return json.loads((root / "ctr" / "registry" / "blessed.json").read_text())
+
+
+def test_first_blessed_model_is_an_immutable_version(ctr_run) -> None:
+    entry = _registry(Path(ctr_run.artifacts))
+    digest = registry.saved_model_digest(str(ctr_run.day() / "serving"))
     assert entry["ds"] == "2026-11-21"
-    assert entry["serving"] == str(ctr_run.day() / "serving")
-    assert entry["model_version"] == f"2026-11-21-{entry['config_hash']}"
-    assert ctr_run.results["publish-model"] == {
-        **entry,
-        "exit_code": 0,
-        "seconds": ctr_run.results["publish-model"]["seconds"],
-    }
+    assert entry["model_version"] == f"2026-11-21-{digest[:16]}" and entry["digest"] == digest
+    # scoring reads the version's own folder, a copy the day's reruns never write to
+    folder = Path(ctr_run.artifacts) / "ctr" / "models" / entry["model_version"]
+    assert entry["serving"] == str(folder) and (folder / "_SUCCESS").exists()
+    assert registry.saved_model_digest(str(folder)) == digest
+    assert [e["model_version"] for e in entry["history"]] == [entry["model_version"]]
+    published = ctr_run.results["publish-model"]
+    assert published["model_version"] == entry["model_version"] == published["current"]
+    assert ctr_run.results["export"]["model_version"] == entry["model_version"]
+    assert ctr_run.results["score"]["model_version"] == entry["model_version"]
 
 
 def test_refused_model_is_skipped_and_registry_kept(ctr_run, tmp_path: Path) -> None:
     root = tmp_path / "artifacts"
     shutil.copytree(Path(ctr_run.artifacts) / "ctr" / "registry", root / "ctr" / "registry")
     before = (root / "ctr" / "registry" / "blessed.json").read_text()
-    _eval_dir(root, "2026-11-22", "refused")
+    _eval_dir(ctr_run, root, "2026-11-22", "refused")
     result = ctr_run.run("publish-model", ds="2026-11-22", artifacts=str(root))
     assert result["exit_code"] == 99
     assert "the gate refused the model of 2026-11-22: FAIL lift over baseline" in result["skipped"]
     assert (root / "ctr" / "registry" / "blessed.json").read_text() == before
+    assert not (root / "ctr" / "models").exists()
 
 
-def test_backfilled_older_day_does_not_replace_newer(ctr_run, tmp_path: Path) -> None:
+def test_an_older_day_is_blessed_for_itself_and_never_replaces_a_newer(ctr_run, tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    for ds in ("2026-11-21", "2026-11-20", "2026-11-23"):
+        _eval_dir(ctr_run, root, ds, "blessed")
+    newer = ctr_run.run("publish-model", ds="2026-11-21", artifacts=str(root))
+    older = ctr_run.run("publish-model", ds="2026-11-20", artifacts=str(root))
+    assert older["exit_code"] == 0 and older["current"] == newer["model_version"]
+    doc = _registry(root)
+    assert doc["ds"] == "2026-11-21" and [e["ds"] for e in doc["history"]] == ["2026-11-20", "2026-11-21"]
+    paths = RunPaths(str(root), "ctr", "")
+    # each day is scored by the model blessed on or before it: a backfilled day by its own
+    assert registry.blessed_as_of(paths, "2026-11-20")["model_version"] == older["model_version"]
+    assert registry.blessed_as_of(paths, "2026-11-22")["model_version"] == newer["model_version"]
+    assert registry.blessed_as_of(paths, "2026-11-19") is None
+    with pytest.raises(registry.NoBlessedModelError, match="on or before 2026-11-19.*never scores an older day"):
+        registry.require_blessed_as_of(paths, "2026-11-19")
+    latest = ctr_run.run("publish-model", ds="2026-11-23", artifacts=str(root))
+    assert latest["exit_code"] == 0 and _registry(root)["model_version"] == latest["model_version"]
+
+
+def test_publish_refuses_a_serving_folder_changed_after_the_gate(ctr_run, tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    candidate = _eval_dir(ctr_run, root, "2026-11-22", "blessed")
+    # a same-day rerun of the export replaced the folder the gate judged
+    with open(Path(candidate["serving"]) / "saved_model" / "saved_model.pb", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(registry.ModelIntegrityError, match="changed after evaluate_gate judged it"):
+        ctr_run.run("publish-model", ds="2026-11-22", artifacts=str(root))
+    assert not (root / "ctr" / "registry" / "blessed.json").exists()
+    assert not list((root / "ctr").glob("models/*"))  # the staged copy is gone too
+
+
+def test_scoring_refuses_a_model_version_whose_files_changed(ctr_run, tmp_path: Path) -> None:
     root = tmp_path / "artifacts"
     shutil.copytree(Path(ctr_run.artifacts) / "ctr" / "registry", root / "ctr" / "registry")
-    _eval_dir(root, "2026-11-20", "blessed")
-    result = ctr_run.run("publish-model", ds="2026-11-20", artifacts=str(root))
-    assert result["exit_code"] == 99
-    assert "a model from a newer ds (2026-11-21) is blessed" in result["skipped"]
-    _eval_dir(root, "2026-11-23", "blessed")
-    result = ctr_run.run("publish-model", ds="2026-11-23", artifacts=str(root))
-    assert result["exit_code"] == 0
-    assert json.loads((root / "ctr" / "registry" / "blessed.json").read_text())["ds"] == "2026-11-23"
+    shutil.copytree(Path(ctr_run.artifacts) / "ctr" / "models", root / "ctr" / "models")
+    version = _registry(root)["model_version"]
+    variables = next((root / "ctr" / "models" / version / "saved_model" / "variables").glob("*.data-*"))
+    variables.write_bytes(variables.read_bytes()[::-1])
+    with pytest.raises(registry.ModelIntegrityError, match=f"no longer holds model version {version}"):
+        ctr_run.run("score", artifacts=str(root))
+    assert not (root / "ctr" / "2026-11-21" / "scores").exists()
+
+
+def test_a_damaged_registry_names_the_repair_and_the_repair_works(ctr_run, tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    for ds in ("2026-11-20", "2026-11-21"):
+        _eval_dir(ctr_run, root, ds, "blessed")
+        assert ctr_run.run("publish-model", ds=ds, artifacts=str(root))["exit_code"] == 0
+    good = _registry(root)
+    blessed = root / "ctr" / "registry" / "blessed.json"
+    blessed.write_text('{"ds": "2026-11-21",\n')
+    for step in ("publish-model", "score"):
+        with pytest.raises(registry.RegistryCorruptError, match="not valid JSON.*tfpipe-job rebuild-registry"):
+            ctr_run.run(step, ds="2026-11-21", artifacts=str(root))
+    from tfpipe_jobs import cli
+
+    assert cli.main(["rebuild-registry", "--spec", ctr_run.spec, "--artifact-root", str(root)]) == 0
+    rebuilt = _registry(root)
+    assert [e["model_version"] for e in rebuilt["history"]] == [e["model_version"] for e in good["history"]]
+    assert rebuilt["model_version"] == good["model_version"]
+
+
+def test_concurrent_blessings_in_threads_lose_no_update(ctr_run, tmp_path: Path) -> None:
+    """Eight writers at once, each adding its own day: every day is in the history after."""
+    paths = RunPaths(str(tmp_path), "ctr", "")
+    days = [f"2026-10-{d:02d}" for d in range(1, 9)]
+    barrier = threading.Barrier(len(days))
+
+    def bless(ds: str) -> None:
+        entry = {"ds": ds, "model_version": f"{ds}-x", "digest": "x", "blessed_at": ds}
+        barrier.wait()
+        registry._update(paths, lambda doc: registry._document(paths, [*(doc or {}).get("history", []), entry]))
+
+    threads = [threading.Thread(target=bless, args=(ds,)) for ds in days]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    doc = registry.read_registry(paths)
+    assert doc is not None and [e["ds"] for e in doc["history"]] == days and doc["ds"] == days[-1]
+
+
+def test_twenty_rounds_of_racing_publishes_keep_the_newer_day(ctr_run, tmp_path: Path) -> None:
+    """Two `publish-model` processes at once, 11-30 and 12-01: the 12-01 model is current every round."""
+    cli = [sys.executable, "-m", "tfpipe_jobs.cli"]
+    env = {**os.environ, "TFPIPE_JOB_CLI": ""}
+    for round_ in range(20):
+        root = tmp_path / f"round{round_}"
+        versions = {ds: _eval_dir(ctr_run, root, ds, "blessed")["model_version"] for ds in ("2026-11-30", "2026-12-01")}
+        procs = [
+            subprocess.Popen(
+                [*cli, *ctr_run.args("publish-model", ds, artifacts=str(root))], env=env, stdout=subprocess.DEVNULL
+            )
+            for ds in (("2026-12-01", "2026-11-30") if round_ % 2 else ("2026-11-30", "2026-12-01"))
+        ]
+        assert [p.wait(timeout=120) for p in procs] == [0, 0], round_
+        doc = _registry(root)
+        assert doc["model_version"] == versions["2026-12-01"], round_
+        assert [e["ds"] for e in doc["history"]] == ["2026-11-30", "2026-12-01"], round_
+        assert artifacts.is_complete(str(root / "ctr" / "models" / versions["2026-11-30"]))

@@ -63,7 +63,9 @@ def test_trigger_params_follow_the_spec(ctr_spec_path: Path) -> None:
         "train_epochs",
         "train_batch_size",
         "train_learning_rate",
+        "score_allow_fewer_rows",
     }
+    assert params["score_allow_fewer_rows"].schema["type"] == ["boolean", "null"]
     epochs = params["train_epochs"].schema
     assert epochs["type"] == ["integer", "null"] and epochs["minimum"] == 1
     assert params["variant"].schema["enum"] == [None, "wide"]

@@ -1,0 +1,57 @@
+"""Staged outputs under kills: SIGTERM cleans up on the way out, a SIGKILL's litter is swept later."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tfpipe_jobs import artifacts
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_sweep_removes_what_dead_owners_left_and_keeps_the_living(tmp_path: Path) -> None:
+    final = tmp_path / "data"
+    host = artifacts.owner_token().split("-")[0]
+    dead = tmp_path / f"data.tmp-{host}-{_dead_pid()}-aaaaaaaa"
+    old_dead = tmp_path / f"data.old-{host}-{_dead_pid()}-bbbbbbbb"
+    alive = tmp_path / f"data.tmp-{host}-{os.getppid()}-cccccccc"
+    foreign_recent = tmp_path / "data.tmp-otherhost-12-dddddddd"
+    foreign_stale = tmp_path / "data.tmp-otherhost-13-eeeeeeee"
+    for folder in (dead, old_dead, alive, foreign_recent, foreign_stale):
+        folder.mkdir()
+        (folder / "part-00000").write_text("x")
+    day_ago = time.time() - artifacts.STALE_AFTER_SECONDS - 60
+    os.utime(foreign_stale, (day_ago, day_ago))
+    removed = artifacts.sweep_stale(str(final))
+    assert sorted(removed) == sorted(str(p) for p in (dead, old_dead, foreign_stale))
+    assert alive.exists() and foreign_recent.exists()
+
+
+def test_a_step_stopped_by_sigterm_removes_its_staged_output(ctr_warehouse, tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfpipe_jobs.cli", *ctr_warehouse.args("extract", artifacts=str(root))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    day = root / "ctr" / "2026-11-21"
+    deadline = time.monotonic() + 180
+    while not list(day.glob("data.tmp-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(day.glob("data.tmp-*")), "the step never staged its output"
+    time.sleep(2)  # well into the Beam pipeline
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped by SIGTERM" in err
+    assert sorted(p.name for p in day.iterdir()) == []  # no staged folder, nothing published
