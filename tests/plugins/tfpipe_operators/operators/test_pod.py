@@ -11,7 +11,8 @@ from googleapiclient.discovery import build
 from googleapiclient.http import HttpMockSequence
 from kubernetes.client import ApiClient
 
-from tfpipe_operators.dag_factory import build_dag
+from tfpipe_operators.dag_factory import build_dag, build_tune_dag
+from tfpipe_operators.operators.pod import TfpipePodOperator, TfpipeTrainPodOperator, pod_kwargs
 from tfpipe_operators.profiles import load_profile
 from tfpipe_operators.spec import load_spec
 
@@ -40,7 +41,7 @@ def test_train_pod_asks_for_a_gpu_and_is_valid(ctr_spec_path: Path) -> None:
     spec = pod["spec"]
     container = spec["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert container["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
+    assert container["resources"]["requests"] == {"cpu": "4", "memory": "16Gi", "ephemeral-storage": "20Gi"}
     assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
     assert spec["serviceAccountName"] == "tfpipe-jobs"
@@ -133,3 +134,70 @@ def test_on_kill_cancels_the_dataflow_job_by_its_name(ctr_spec_path: Path, monke
     assert list_method == "GET" and "/projects/acme-ml/locations/us-central1/jobs" in list_uri
     assert update_method == "PUT" and "/projects/acme-ml/locations/us-central1/jobs/job-run" in update_uri
     assert json.loads(body) == {"requestedState": "JOB_STATE_CANCELLED"}
+
+
+def _all_pods(ctr_spec_path: Path) -> dict[str, dict]:
+    """Every pod the gcp profile renders: the daily DAG's steps, the tune DAG's, and a tuning trial."""
+    spec, profile = load_spec(ctr_spec_path), load_profile(ENV)
+    ops = [t for dag in (build_dag(spec, profile), build_tune_dag(spec, profile)) for t in dag.tasks]
+    pods = {
+        f"{op.dag_id}.{op.task_id}": ApiClient().sanitize_for_serialization(op.build_pod_request_obj(dry_run=True))
+        for op in ops
+        if isinstance(op, TfpipePodOperator)
+    }
+    # The tune DAG's train is mapped: build one trial the way its expansion does.
+    trial = TfpipeTrainPodOperator(arguments=["train"], **pod_kwargs(spec, profile, "train", 1, task_id="trial"))
+    pods["trial"] = ApiClient().sanitize_for_serialization(trial.build_pod_request_obj(dry_run=True))
+    return pods
+
+
+def test_every_pod_is_hardened(ctr_spec_path: Path) -> None:
+    pods = _all_pods(ctr_spec_path)
+    steps = ("extract_transform", "train", "export_serving_model", "evaluate_gate", "publish_model", "batch_score")
+    assert {f"ctr_daily.{s}" for s in (*steps, "publish_scores")} | {"ctr_tune.select_trial", "trial"} <= set(pods)
+    for where, pod in pods.items():
+        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+        spec = pod["spec"]
+        assert spec["securityContext"] == {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }, where
+        names = [c["name"] for c in spec["containers"]]
+        assert names == ["base", "airflow-xcom-sidecar"], where
+        for container in spec["containers"]:  # the XCom sidecar too: a restricted namespace checks every one
+            assert container["securityContext"] == {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "runAsNonRoot": True,
+                "capabilities": {"drop": ["ALL"]},
+            }, (where, container["name"])
+
+
+def test_pods_write_only_to_a_size_limited_scratch_volume(ctr_spec_path: Path) -> None:
+    for where, pod in _all_pods(ctr_spec_path).items():
+        spec = pod["spec"]
+        base = spec["containers"][0]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in base["volumeMounts"]}
+        assert set(mounts) == {"/tmp", "/airflow/xcom"}, where
+        scratch = volumes[mounts["/tmp"]]
+        assert set(scratch) == {"name", "emptyDir"}, where  # a node-disk emptyDir, nothing from the host
+        assert "medium" not in scratch["emptyDir"], where  # tmpfs would count against the memory limit
+        limit = scratch["emptyDir"]["sizeLimit"]
+        assert base["resources"]["requests"]["ephemeral-storage"] == limit, where
+        env = {e["name"]: e["value"] for e in base["env"]}
+        # Where TensorFlow/Keras (~), matplotlib, fontconfig, CUDA (~/.nv) and tempfile write.
+        for var in ("HOME", "TMPDIR", "MPLCONFIGDIR", "XDG_CACHE_HOME"):
+            assert env[var] == "/tmp" or env[var].startswith("/tmp/"), (where, var)
+    pods = _all_pods(ctr_spec_path)
+
+    def scratch_limit(where: str) -> str:
+        (volume,) = (v for v in pods[where]["spec"]["volumes"] if v["name"] == "scratch")
+        return volume["emptyDir"]["sizeLimit"]
+
+    # train caches its parsed first epoch in TMPDIR: far more room than a step that only writes caches.
+    assert scratch_limit("ctr_daily.train") == scratch_limit("trial") == "20Gi"
+    assert scratch_limit("ctr_daily.evaluate_gate") == "1Gi"
