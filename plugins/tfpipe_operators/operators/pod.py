@@ -10,6 +10,10 @@ Every pod is hardened (the Pod Security Standards' `restricted` profile, and mor
 root filesystem. What the job writes locally goes to one size-limited `emptyDir` at
 `/tmp`, which `HOME`, `TMPDIR` and the libraries' cache variables point at (see SCRATCH_ENV).
 
+The deployment's `TFPIPE_<STAGE>_<KEY>` config overrides reach the pod as they reach a
+local subprocess: read from the worker's environment when the task builds its pod, so a
+change takes effect on the next run without a DAG re-parse.
+
 Stopping a Dataflow step stops its Dataflow job twice over: the task's `on_kill` cancels
 the job by its name (unique per DAG, task, day and try), and the job process cancels it on
 the SIGTERM it gets when the pod is deleted (which is what happens to a deferred task: the
@@ -18,7 +22,8 @@ trigger deletes the pod).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -27,7 +32,7 @@ from kubernetes.client import models as k8s
 
 from tfpipe_operators.links import DataflowJobLink, PodLogsLink, TensorBoardLink
 from tfpipe_operators.profiles import Profile
-from tfpipe_operators.spec import PipelineSpec
+from tfpipe_operators.spec import PipelineSpec, env_overrides
 
 EXIT_SKIP = 99
 JOB_USER = 1000
@@ -76,6 +81,15 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
+def forwarded_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The `TFPIPE_<STAGE>_<KEY>` variables that name a config key, as `env_overrides` decides.
+
+    Values pass on as written: the job parses them with the same rule (a value that does
+    not parse fails here, naming the variable, before any pod starts).
+    """
+    return {name: value for name, value in environ.items() if env_overrides({name: value})}
+
+
 class TfpipePodOperator(KubernetesPodOperator):  # type: ignore[misc]
     """One job command in a pod, with a link to its logs in Cloud Logging."""
 
@@ -84,6 +98,21 @@ class TfpipePodOperator(KubernetesPodOperator):  # type: ignore[misc]
     def __init__(self, *, gcp_project: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gcp_project = gcp_project
+
+    def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        """The pod, with the config overrides the worker's environment holds now.
+
+        Called when the task runs (and by `dry_run`), not when the DAG is parsed. Added to
+        the built pod, not to `env_vars`, so building twice does not add them twice.
+        """
+        pod = super().build_pod_request_obj(context, dry_run=dry_run)
+        container = next(c for c in pod.spec.containers if c.name == self.base_container_name)
+        container.env = list(container.env or [])
+        present = {e.name for e in container.env}
+        for name, value in sorted(forwarded_env(os.environ).items()):
+            if name not in present:  # what the operator sets explicitly wins
+                container.env.append(k8s.V1EnvVar(name=name, value=value))
+        return pod
 
 
 class TfpipeTrainPodOperator(TfpipePodOperator):
