@@ -2,8 +2,17 @@
 
 `train` asks for GPUs (limit `nvidia.com/gpu`, accelerator node selector, GPU
 toleration); the other steps run the same image on CPU (extract and score launch
-Dataflow jobs from there). Pods run as non-root, stream logs to the task log, are
-deleted once succeeded (kept on failure for inspection) and can defer while running.
+Dataflow jobs from there). Pods stream logs to the task log, are deleted once succeeded
+(kept on failure for inspection) and can defer while running.
+
+Every pod is hardened (the Pod Security Standards' `restricted` profile, and more): uid/gid
+1000, no capabilities, no privilege escalation, seccomp `RuntimeDefault` and a read-only
+root filesystem. What the job writes locally goes to one size-limited `emptyDir` at
+`/tmp`, which `HOME`, `TMPDIR` and the libraries' cache variables point at (see SCRATCH_ENV).
+
+The deployment's `TFPIPE_<STAGE>_<KEY>` config overrides reach the pod as they reach a
+local subprocess: read from the worker's environment when the task builds its pod, so a
+change takes effect on the next run without a DAG re-parse.
 
 Stopping a Dataflow step stops its Dataflow job twice over: the task's `on_kill` cancels
 the job by its name (unique per DAG, task, day and try), and the job process cancels it on
@@ -13,7 +22,8 @@ trigger deletes the pod).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -22,7 +32,7 @@ from kubernetes.client import models as k8s
 
 from tfpipe_operators.links import DataflowJobLink, PodLogsLink, TensorBoardLink
 from tfpipe_operators.profiles import Profile
-from tfpipe_operators.spec import PipelineSpec
+from tfpipe_operators.spec import PipelineSpec, env_overrides
 
 EXIT_SKIP = 99
 JOB_USER = 1000
@@ -36,6 +46,49 @@ RESOURCES = {
 
 DATAFLOW_STEPS = ("extract_transform", "batch_score")
 
+# The one writable place in a pod (the root filesystem is read-only).
+SCRATCH = "/tmp"
+SCRATCH_VOLUME = "scratch"
+SCRATCH_LIMITS = {
+    # train caches its parsed first epoch here (train.cache_parsed): about 75 bytes a row
+    # for the sample spec (3 MB for 40K rows), so 20Gi holds a few hundred million rows.
+    # The other steps write caches and Beam's staging files (Dataflow steps): a few MB.
+    "train": "20Gi",
+    "extract_transform": "2Gi",
+    "batch_score": "2Gi",
+}
+DEFAULT_SCRATCH_LIMIT = "1Gi"
+# Local writes, traced while every step ran as uid 1000 on a read-only root: Keras
+# (~/.keras), matplotlib (MPLCONFIGDIR, else a fresh temp dir and font-list rebuild per
+# process), fontconfig (~/.cache, else "No writable cache directories"), tempfile users
+# (train's parsed cache, autograph's generated files, DuckDB spills, Beam's staging);
+# on a GPU node also CUDA's JIT cache (~/.nv), not traced here.
+SCRATCH_ENV = {
+    "HOME": SCRATCH,  # exists from the start; the image's /home/tfpipe is read-only here
+    "TMPDIR": SCRATCH,
+    "MPLCONFIGDIR": f"{SCRATCH}/.matplotlib",
+    "XDG_CACHE_HOME": f"{SCRATCH}/.cache",
+}
+
+
+def container_security_context() -> dict[str, Any]:
+    """For every container of the pod, the XCom sidecar included (a fresh dict each time)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def forwarded_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The `TFPIPE_<STAGE>_<KEY>` variables that name a config key, as `env_overrides` decides.
+
+    Values pass on as written: the job parses them with the same rule (a value that does
+    not parse fails here, naming the variable, before any pod starts).
+    """
+    return {name: value for name, value in environ.items() if env_overrides({name: value})}
+
 
 class TfpipePodOperator(KubernetesPodOperator):  # type: ignore[misc]
     """One job command in a pod, with a link to its logs in Cloud Logging."""
@@ -45,6 +98,21 @@ class TfpipePodOperator(KubernetesPodOperator):  # type: ignore[misc]
     def __init__(self, *, gcp_project: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gcp_project = gcp_project
+
+    def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        """The pod, with the config overrides the worker's environment holds now.
+
+        Called when the task runs (and by `dry_run`), not when the DAG is parsed. Added to
+        the built pod, not to `env_vars`, so building twice does not add them twice.
+        """
+        pod = super().build_pod_request_obj(context, dry_run=dry_run)
+        container = next(c for c in pod.spec.containers if c.name == self.base_container_name)
+        container.env = list(container.env or [])
+        present = {e.name for e in container.env}
+        for name, value in sorted(forwarded_env(os.environ).items()):
+            if name not in present:  # what the operator sets explicitly wins
+                container.env.append(k8s.V1EnvVar(name=name, value=value))
+        return pod
 
 
 class TfpipeTrainPodOperator(TfpipePodOperator):
@@ -121,7 +189,10 @@ def job_pod(
 def pod_kwargs(spec: PipelineSpec, profile: Profile, step: str, gpus: int, **kwargs: Any) -> dict[str, Any]:
     """Everything but the arguments, so a mapped step (tuning trials) can `.partial(...)` it."""
     cpu, memory = RESOURCES.get(step, ("1", "4Gi"))
+    scratch = SCRATCH_LIMITS.get(step, DEFAULT_SCRATCH_LIMIT)
     limits = {"memory": memory}
+    # Requested so the scheduler picks a node with that much local disk for the emptyDir.
+    requests = {"cpu": cpu, "memory": memory, "ephemeral-storage": scratch}
     node_selector: dict[str, str] = {}
     tolerations: list[k8s.V1Toleration] = []
     if gpus:
@@ -138,13 +209,22 @@ def pod_kwargs(spec: PipelineSpec, profile: Profile, step: str, gpus: int, **kwa
         cmds=["tfpipe-job"],
         labels={"app": "tfpipe", "pipeline": spec.pipeline, "step": step.replace("_", "-")},
         service_account_name=profile.k8s_service_account,
-        container_resources=k8s.V1ResourceRequirements(requests={"cpu": cpu, "memory": memory}, limits=limits),
+        container_resources=k8s.V1ResourceRequirements(requests=requests, limits=limits),
+        env_vars=[k8s.V1EnvVar(name=name, value=value) for name, value in SCRATCH_ENV.items()],
+        # Disk-backed, not memory: a memory emptyDir would count against the memory limit.
+        volumes=[k8s.V1Volume(name=SCRATCH_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=scratch))],
+        volume_mounts=[k8s.V1VolumeMount(name=SCRATCH_VOLUME, mount_path=SCRATCH)],
         node_selector=node_selector or None,
         tolerations=tolerations or None,
         security_context=k8s.V1PodSecurityContext(
-            run_as_non_root=True, run_as_user=JOB_USER, run_as_group=JOB_USER, fs_group=JOB_USER
+            run_as_non_root=True,
+            run_as_user=JOB_USER,
+            run_as_group=JOB_USER,
+            fs_group=JOB_USER,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
-        container_security_context={"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+        container_security_context=container_security_context(),
+        xcom_sidecar_container_security_context=container_security_context(),
         kubernetes_conn_id=profile.kubernetes_conn_id,
         get_logs=True,
         log_events_on_failure=True,

@@ -7,13 +7,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import kubernetes_validate
+import pytest
 from googleapiclient.discovery import build
 from googleapiclient.http import HttpMockSequence
 from kubernetes.client import ApiClient
 
-from tfpipe_operators.dag_factory import build_dag
+from tfpipe_operators.dag_factory import build_dag, build_tune_dag
+from tfpipe_operators.operators.pod import TfpipePodOperator, TfpipeTrainPodOperator, pod_kwargs
 from tfpipe_operators.profiles import load_profile
-from tfpipe_operators.spec import load_spec
+from tfpipe_operators.spec import SpecError, load_spec
 
 ENV = {
     "TFPIPE_PROFILE": "gcp",
@@ -40,7 +42,7 @@ def test_train_pod_asks_for_a_gpu_and_is_valid(ctr_spec_path: Path) -> None:
     spec = pod["spec"]
     container = spec["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert container["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
+    assert container["resources"]["requests"] == {"cpu": "4", "memory": "16Gi", "ephemeral-storage": "20Gi"}
     assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
     assert spec["serviceAccountName"] == "tfpipe-jobs"
@@ -133,3 +135,135 @@ def test_on_kill_cancels_the_dataflow_job_by_its_name(ctr_spec_path: Path, monke
     assert list_method == "GET" and "/projects/acme-ml/locations/us-central1/jobs" in list_uri
     assert update_method == "PUT" and "/projects/acme-ml/locations/us-central1/jobs/job-run" in update_uri
     assert json.loads(body) == {"requestedState": "JOB_STATE_CANCELLED"}
+
+
+def _all_pods(ctr_spec_path: Path) -> dict[str, dict]:
+    """Every pod the gcp profile renders: the daily DAG's steps, the tune DAG's, and a tuning trial."""
+    spec, profile = load_spec(ctr_spec_path), load_profile(ENV)
+    ops = [t for dag in (build_dag(spec, profile), build_tune_dag(spec, profile)) for t in dag.tasks]
+    pods = {
+        f"{op.dag_id}.{op.task_id}": ApiClient().sanitize_for_serialization(op.build_pod_request_obj(dry_run=True))
+        for op in ops
+        if isinstance(op, TfpipePodOperator)
+    }
+    # The tune DAG's train is mapped: build one trial the way its expansion does.
+    trial = TfpipeTrainPodOperator(arguments=["train"], **pod_kwargs(spec, profile, "train", 1, task_id="trial"))
+    pods["trial"] = ApiClient().sanitize_for_serialization(trial.build_pod_request_obj(dry_run=True))
+    return pods
+
+
+def test_every_pod_is_hardened(ctr_spec_path: Path) -> None:
+    pods = _all_pods(ctr_spec_path)
+    steps = ("extract_transform", "train", "export_serving_model", "evaluate_gate", "publish_model", "batch_score")
+    assert {f"ctr_daily.{s}" for s in (*steps, "publish_scores")} | {"ctr_tune.select_trial", "trial"} <= set(pods)
+    for where, pod in pods.items():
+        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+        spec = pod["spec"]
+        assert spec["securityContext"] == {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }, where
+        names = [c["name"] for c in spec["containers"]]
+        assert names == ["base", "airflow-xcom-sidecar"], where
+        for container in spec["containers"]:  # the XCom sidecar too: a restricted namespace checks every one
+            assert container["securityContext"] == {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "runAsNonRoot": True,
+                "capabilities": {"drop": ["ALL"]},
+            }, (where, container["name"])
+
+
+def test_pods_write_only_to_a_size_limited_scratch_volume(ctr_spec_path: Path) -> None:
+    for where, pod in _all_pods(ctr_spec_path).items():
+        spec = pod["spec"]
+        base = spec["containers"][0]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in base["volumeMounts"]}
+        assert set(mounts) == {"/tmp", "/airflow/xcom"}, where
+        scratch = volumes[mounts["/tmp"]]
+        assert set(scratch) == {"name", "emptyDir"}, where  # a node-disk emptyDir, nothing from the host
+        assert "medium" not in scratch["emptyDir"], where  # tmpfs would count against the memory limit
+        limit = scratch["emptyDir"]["sizeLimit"]
+        assert base["resources"]["requests"]["ephemeral-storage"] == limit, where
+        env = {e["name"]: e["value"] for e in base["env"]}
+        # Where TensorFlow/Keras (~), matplotlib, fontconfig, CUDA (~/.nv) and tempfile write.
+        for var in ("HOME", "TMPDIR", "MPLCONFIGDIR", "XDG_CACHE_HOME"):
+            assert env[var] == "/tmp" or env[var].startswith("/tmp/"), (where, var)
+    pods = _all_pods(ctr_spec_path)
+
+    def scratch_limit(where: str) -> str:
+        (volume,) = (v for v in pods[where]["spec"]["volumes"] if v["name"] == "scratch")
+        return volume["emptyDir"]["sizeLimit"]
+
+    # train caches its parsed first epoch in TMPDIR: far more room than a step that only writes caches.
+    assert scratch_limit("ctr_daily.train") == scratch_limit("trial") == "20Gi"
+    assert scratch_limit("ctr_daily.evaluate_gate") == "1Gi"
+
+
+def _base_env(pod) -> dict[str, str]:
+    container = next(c for c in pod.spec.containers if c.name == "base")
+    return {e.name: e.value for e in container.env}
+
+
+def test_config_overrides_in_the_environment_reach_every_pod(ctr_spec_path: Path, monkeypatch) -> None:
+    dag = build_dag(load_spec(ctr_spec_path), load_profile(ENV))
+    # Set after the DAG was parsed: what counts is the worker's environment when the pod is built.
+    monkeypatch.setenv("TFPIPE_TRAIN_EPOCHS", "5")
+    monkeypatch.setenv("TFPIPE_GATE_MIN_VALUE", "0.7")
+    monkeypatch.setenv("TFPIPE_FOO", "bar")  # no such stage
+    monkeypatch.setenv("TFPIPE_TRAIN_NO_SUCH_KEY", "1")  # a stage, but not one of its keys
+    monkeypatch.setenv("TFPIPE_PROFILE", "gcp")  # a deployment setting, not config
+    for task_id in ("extract_transform", "train", "evaluate_gate", "batch_score"):
+        op = dag.get_task(task_id)
+        env = _base_env(op.build_pod_request_obj(dry_run=True))
+        assert env["TFPIPE_TRAIN_EPOCHS"] == "5", task_id  # as written: the job parses it
+        assert env["TFPIPE_GATE_MIN_VALUE"] == "0.7", task_id
+        for name in ("TFPIPE_FOO", "TFPIPE_TRAIN_NO_SUCH_KEY", "TFPIPE_PROFILE"):
+            assert name not in env, (task_id, name)
+        assert env["HOME"] == "/tmp", task_id
+        again = [e.name for e in op.build_pod_request_obj(dry_run=True).spec.containers[0].env]
+        assert again.count("TFPIPE_TRAIN_EPOCHS") == 1, task_id  # building twice adds nothing twice
+
+
+def test_the_pod_a_running_task_submits_carries_the_overrides(ctr_spec_path: Path, monkeypatch, tmp_path: Path) -> None:
+    op = _rendered("train", ctr_spec_path)
+    # A cluster config that is never contacted: the pod is caught where it would be created.
+    kube_config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    (tmp_path / "kube.json").write_text(json.dumps(kube_config))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT",
+        json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": str(tmp_path / "kube.json")}}),
+    )
+    monkeypatch.setenv("TFPIPE_TRAIN_LEARNING_RATE", "0.002")
+    submitted = []
+
+    class Submitted(Exception):
+        pass
+
+    def get_or_create_pod(pod_request_obj, context):
+        submitted.append(pod_request_obj)
+        raise Submitted
+
+    monkeypatch.setattr(op, "get_or_create_pod", get_or_create_pod)
+    with pytest.raises(Submitted):
+        ti = SimpleNamespace(dag_id="ctr_daily", task_id="train", map_index=-1, try_number=1)
+        op.execute({"ds": "2026-11-21", "ti": ti, "run_id": "scheduled__2026-11-22", "dag": SimpleNamespace()})
+    assert _base_env(submitted[0])["TFPIPE_TRAIN_LEARNING_RATE"] == "0.002"
+
+
+def test_an_override_that_does_not_parse_stops_the_task_before_any_pod(ctr_spec_path: Path, monkeypatch) -> None:
+    op = build_dag(load_spec(ctr_spec_path), load_profile(ENV)).get_task("train")
+    monkeypatch.setenv("TFPIPE_TRAIN_EPOCHS", "[5")
+    with pytest.raises(SpecError, match="TFPIPE_TRAIN_EPOCHS"):
+        op.build_pod_request_obj(dry_run=True)
