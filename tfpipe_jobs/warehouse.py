@@ -4,6 +4,8 @@ Spec SQL is BigQuery Standard SQL with named parameters (`@ds`, `@lookback_days`
 Values are always bound as query parameters, never formatted into the text. Locally the
 same SQL runs on DuckDB after sqlglot transpiles it; in the gcp profile it runs on
 BigQuery with `ScalarQueryParameter`s. Results stream as Arrow record batches.
+
+A step never creates a DuckDB file: a wrong path is an error, not a new empty warehouse.
 """
 
 from __future__ import annotations
@@ -101,6 +103,13 @@ class Warehouse:
         """Open the DuckDB file, waiting while another process holds its write lock."""
         import duckdb
 
+        if self.duckdb_path != ":memory:" and not os.path.exists(self.duckdb_path):
+            # duckdb.connect would create an empty file, and a publisher would write into it.
+            raise WarehouseError(
+                f"DuckDB warehouse {self.duckdb_path} does not exist; check the --warehouse argument or the "
+                "TFPIPE_WAREHOUSE setting (duckdb:///path/to/warehouse.duckdb). No step creates a warehouse "
+                "(tfpipe-job sample-data creates the sample one)"
+            )
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:

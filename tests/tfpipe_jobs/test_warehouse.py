@@ -47,3 +47,15 @@ def test_batches_stream_in_bounded_chunks(tmp_path: Path) -> None:
     assert max(b.num_rows for b in batches) <= 1024
     schema = Warehouse(f"duckdb://{path}").result_schema("SELECT i, 'x' AS s FROM t", {})
     assert schema.names == ["i", "s"]
+
+
+def test_a_missing_duckdb_file_is_refused_and_never_created(tmp_path: Path) -> None:
+    # A typo in the file name (its folder exists): a writer must not create an empty warehouse.
+    for missing in (tmp_path / "warehuose.duckdb", tmp_path / "typo" / "warehouse.duckdb"):
+        wh = Warehouse(f"duckdb://{missing}")
+        for read_only in (False, True):
+            with pytest.raises(WarehouseError) as err:
+                wh.connect_duckdb(read_only=read_only)
+            assert f"DuckDB warehouse {missing} does not exist" in str(err.value)
+            assert "--warehouse" in str(err.value) and "TFPIPE_WAREHOUSE" in str(err.value)
+        assert not missing.exists()
