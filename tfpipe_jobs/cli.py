@@ -79,7 +79,7 @@ def _context(args: argparse.Namespace) -> Any:
     from tfpipe_jobs.artifacts import RunPaths
     from tfpipe_jobs.context import JobContext
     from tfpipe_jobs.warehouse import Warehouse
-    from tfpipe_operators.spec import load_spec, resolve_config
+    from tfpipe_operators.spec import load_spec, resolve_config, spec_queries
 
     spec = load_spec(args.spec)
     overrides = _overrides(args.set)
@@ -103,7 +103,7 @@ def _context(args: argparse.Namespace) -> Any:
         overrides_source="--set",
         tuned_source=f"tuned config {paths.tuned_file}",
     )
-    return JobContext(
+    ctx = JobContext(
         spec=spec,
         config=config,
         ds=args.ds,
@@ -114,6 +114,12 @@ def _context(args: argparse.Namespace) -> Any:
         runner=args.runner,
         beam_args=tuple(args.beam_arg),
     )
+    # The spec query this step runs is checked before the step starts: it uses @ds and returns
+    # every column the spec needs (a missing one otherwise fails deep inside Beam or tf.Transform).
+    query = {"extract": "source", "score": "scoring"}.get(getattr(args, "command", ""))
+    if query is not None:
+        ctx.warehouse.check_query(spec_queries(spec)[query], ctx.query_params, str(spec.path))
+    return ctx
 
 
 def _with_beam_job(result: dict[str, Any]) -> dict[str, Any]:

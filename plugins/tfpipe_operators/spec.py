@@ -120,6 +120,9 @@ class Source(BaseModel):
     sql: str = Field(description="file beside the spec, BigQuery Standard SQL with @ds and @lookback_days")
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="table whose ds partition must exist first")
     partition_column: Identifier = "event_date"
+    static_sql: bool = Field(
+        default=False, description="the query deliberately ignores @ds (same rows every day); else it must use @ds"
+    )
 
 
 class Label(BaseModel):
@@ -152,6 +155,9 @@ class Scoring(BaseModel):
     keys: list[Identifier] = Field(min_length=1)
     table: Identifier
     top_k: TopK | None = Field(default=None, description="publish only the top k scores per group")
+    static_sql: bool = Field(
+        default=False, description="the query deliberately ignores @ds (same rows every day); else it must use @ds"
+    )
 
     @model_validator(mode="after")
     def _groups_are_keys(self) -> Scoring:
@@ -190,7 +196,9 @@ class PipelineSpec(BaseModel):
     overridable: list[str] = Field(default_factory=list)
     search_space: dict[str, dict[str, Any]] = Field(default_factory=dict, description="for the tune DAG")
 
-    # Filled by load_spec, not by the YAML.
+    # Filled by load_spec, not by the YAML. The SQL is the file's text with a comment naming
+    # the file at the start of line 1 (tfpipe_operators.sql_files.tag), so an error in any
+    # query built from it names the file and its own line.
     path: Path = Path()
     source_sql: str = ""
     scoring_sql: str = ""
@@ -240,8 +248,8 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "<top level>"
 
 
-def _format_errors(where: str, err: ValidationError, prefix: str = "") -> SpecError:
-    lines = [f"{where}: {prefix}{_loc(e['loc'])}: {e['msg']}" for e in err.errors()]
+def _format_errors(where: str, err: ValidationError) -> SpecError:
+    lines = [f"{where}: {_loc(e['loc'])}: {e['msg']}" for e in err.errors()]
     return SpecError("\n".join(lines))
 
 
@@ -277,10 +285,42 @@ def load_spec(path: str | Path) -> PipelineSpec:
 
 
 def _read_sql(spec_path: Path, key: str, relative: str) -> str:
+    from tfpipe_operators.sql_files import tag
+
     sql_path = spec_path.parent / relative
     if not sql_path.is_file():
         raise SpecError(f"{spec_path}: {key}: SQL file '{relative}' not found next to the spec ({sql_path})")
-    return sql_path.read_text()
+    return tag(sql_path, sql_path.read_text())
+
+
+@dataclass(frozen=True)
+class SpecQuery:
+    """One of a spec's queries and what the jobs read from its result."""
+
+    key: str  # the spec key naming the file: source.sql or scoring.sql
+    path: Path
+    sql: str  # tagged text (see PipelineSpec.source_sql)
+    columns: dict[str, str]  # result column -> the spec key that asks for it
+    static: bool  # the spec says the query ignores @ds on purpose
+
+
+def spec_queries(spec: PipelineSpec) -> dict[str, SpecQuery]:
+    """The training query must give keys, label and raw features; the scoring query the
+    scoring keys and raw features (a cross is computed in the transform, not selected)."""
+    source: dict[str, str] = {key: "keys" for key in spec.keys}
+    source[spec.label.column] = "label.column"
+    scoring: dict[str, str] = {key: "scoring.keys" for key in spec.scoring.keys}
+    for feature in spec.raw_features:
+        source.setdefault(feature.name, "features")
+        scoring.setdefault(feature.name, "features")
+    return {
+        "source": SpecQuery(
+            "source.sql", spec.directory / spec.source.sql, spec.source_sql, source, spec.source.static_sql
+        ),
+        "scoring": SpecQuery(
+            "scoring.sql", spec.directory / spec.scoring.sql, spec.scoring_sql, scoring, spec.scoring.static_sql
+        ),
+    }
 
 
 def discover_specs(specs_dir: str | Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""The job command's entry: a run's params are checked, and errors name the run, not the spec."""
+"""The job command's entry: a run's params and the step's query are checked before the step runs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from tfpipe_jobs import cli
 from tfpipe_jobs.sample_data import CANDIDATES_DDL, EVENTS_DDL
+from tfpipe_jobs.warehouse import WarehouseError
 from tfpipe_operators.spec import SpecError
 
 DS = "2026-11-21"
@@ -64,3 +65,44 @@ def test_an_unknown_variant_names_the_run_param(spec_dir: Path, warehouse: str, 
         _context("train", spec, warehouse, tmp_path, "--run-params", '{"variant": "huge"}')
     with pytest.raises(SystemExit, match=r"^--variant 'huge': "):
         _context("train", spec, warehouse, tmp_path, "--variant", "huge")
+
+
+def test_the_score_step_refuses_a_scoring_query_missing_a_feature(
+    spec_dir: Path, warehouse: str, tmp_path: Path
+) -> None:
+    _edit(spec_dir / "score.sql", "  hour,\n", "")
+    with pytest.raises(WarehouseError) as err:
+        _context("score", spec_dir / "pipeline.yaml", warehouse, tmp_path)
+    assert str(err.value).startswith(
+        f"{spec_dir / 'score.sql'}: the query's result has no column hour (features), "
+        f"which {spec_dir / 'pipeline.yaml'} asks for"
+    )
+    _context("extract", spec_dir / "pipeline.yaml", warehouse, tmp_path)  # the training query is not the problem
+
+
+def test_the_extract_step_refuses_a_training_query_missing_the_label(
+    spec_dir: Path, warehouse: str, tmp_path: Path
+) -> None:
+    _edit(spec_dir / "train.sql", "  position,\n  clicked\n", "  position\n")
+    with pytest.raises(WarehouseError, match=r"train\.sql: the query's result has no column clicked \(label\.column\)"):
+        _context("extract", spec_dir / "pipeline.yaml", warehouse, tmp_path)
+
+
+def test_a_step_refuses_its_query_without_ds_unless_the_spec_says_static(
+    spec_dir: Path, warehouse: str, tmp_path: Path
+) -> None:
+    _edit(spec_dir / "score.sql", "WHERE event_date = @ds", "WHERE event_date = DATE '2026-11-20'")
+    with pytest.raises(WarehouseError) as err:
+        _context("score", spec_dir / "pipeline.yaml", warehouse, tmp_path)
+    assert str(err.value).startswith(
+        f"{spec_dir / 'score.sql'}: does not use @ds (it has the date literal(s) 2026-11-20)"
+    )
+    _edit(spec_dir / "pipeline.yaml", "  table: ctr_scores\n", "  table: ctr_scores\n  static_sql: true\n")
+    _context("score", spec_dir / "pipeline.yaml", warehouse, tmp_path)  # the spec says so: a warning
+
+
+def test_a_step_never_creates_a_missing_warehouse(spec_dir: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.duckdb"
+    with pytest.raises(WarehouseError, match="TFPIPE_WAREHOUSE"):
+        _context("score", spec_dir / "pipeline.yaml", f"duckdb://{missing}", tmp_path)
+    assert not missing.exists()

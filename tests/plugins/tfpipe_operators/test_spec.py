@@ -170,3 +170,19 @@ def test_each_bad_value_is_blamed_on_the_layer_that_set_it(spec_dir: Path) -> No
     # The last layer to set a key is the one named.
     with pytest.raises(SpecError, match=r"^run param train_epochs"):
         resolve_config(spec, environ={"TFPIPE_TRAIN_EPOCHS": "0"}, run_params={"train.epochs": -1})
+
+
+def test_static_sql_is_an_explicit_opt_out_per_query(spec_dir: Path) -> None:
+    raw = yaml.safe_load((spec_dir / "pipeline.yaml").read_text())
+    spec = load_spec(_edit(spec_dir, scoring={**raw["scoring"], "static_sql": True}))
+    assert spec.scoring.static_sql and not spec.source.static_sql
+    with pytest.raises(SpecError, match=r"source\.static_sql: Input should be a valid boolean"):
+        load_spec(_edit(spec_dir, source={**raw["source"], "static_sql": "sometimes"}))
+
+
+def test_the_sql_text_names_its_file_without_moving_a_line(ctr_spec_path: Path) -> None:
+    spec = load_spec(ctr_spec_path)
+    text = (ctr_spec_path.parent / "score.sql").read_text()
+    assert spec.scoring_sql.endswith(text)
+    assert spec.scoring_sql.count("\n") == text.count("\n")
+    assert str(ctr_spec_path.parent / "score.sql") in spec.scoring_sql.splitlines()[0]
