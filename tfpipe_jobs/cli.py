@@ -44,7 +44,14 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _run_params(text: str, overridable: list[str], where: str) -> dict[str, Any]:
-    """The Airflow run's params: a variant and values for keys the spec marks overridable."""
+    """The Airflow run's params: a variant and values for keys the spec marks overridable.
+
+    Keys come as config keys (`train.epochs`, what the DAG passes) or as the trigger
+    form's names (`train_epochs`); both are returned as config keys. Their values are
+    checked by resolve_config, whose errors then name the run param, not the spec file.
+    """
+    from tfpipe_operators.spec import run_param_name
+
     if not text:
         return {}
     try:
@@ -53,13 +60,22 @@ def _run_params(text: str, overridable: list[str], where: str) -> dict[str, Any]
         raise SystemExit(f"--run-params is not valid JSON ({exc}): {text!r}") from None
     if not isinstance(params, dict):
         raise SystemExit(f"--run-params must be a JSON object, got {text!r}")
-    refused = sorted(k for k in params if k != "variant" and k not in overridable)
+    by_param_name = {run_param_name(key): key for key in overridable}
+    out: dict[str, Any] = {}
+    refused = []
+    for name, value in params.items():
+        key = name if name == "variant" or name in overridable else by_param_name.get(name)
+        if key is None:
+            refused.append(name)
+        else:
+            out[key] = value
     if refused:
+        allowed = ", ".join(f"{run_param_name(key)} ({key})" for key in overridable) or "none"
         raise SystemExit(
-            f"run params {', '.join(refused)} are not overridable in {where} "
-            f"(overridable: {', '.join(overridable) or 'none'})"
+            f"run params {', '.join(sorted(refused))} (from the Airflow run / --run-params) are not overridable "
+            f"in {where}; the spec's overridable keys are: {allowed}"
         )
-    return params
+    return out
 
 
 def _context(args: argparse.Namespace) -> Any:
@@ -67,28 +83,47 @@ def _context(args: argparse.Namespace) -> Any:
     from tfpipe_jobs.artifacts import RunPaths
     from tfpipe_jobs.context import JobContext
     from tfpipe_jobs.warehouse import Warehouse
-    from tfpipe_operators.spec import load_spec, resolve_config
+    from tfpipe_operators.spec import load_spec, resolve_config, spec_queries
 
     spec = load_spec(args.spec)
     overrides = _overrides(args.set)
-    variant = args.variant or None
     run = _run_params(args.run_params, spec.overridable, str(spec.path))
-    variant = run.pop("variant", None) or variant
-    overrides.update(run)
+    # Say which argument named an unknown variant: the spec file is not at fault.
+    known = ", ".join(sorted(spec.variants)) or "none"
+    run_variant = run.pop("variant", None)
+    if run_variant and run_variant not in spec.variants:
+        raise SystemExit(f"run param variant={run_variant!r}: {spec.path} has no such variant (it defines: {known})")
+    if args.variant and args.variant not in spec.variants:
+        raise SystemExit(f"--variant {args.variant!r}: {spec.path} has no such variant (it defines: {known})")
+    variant = run_variant or args.variant or None
     paths = RunPaths(root=args.artifact_root, pipeline=spec.pipeline, ds=args.ds.isoformat(), trial=args.trial)
     tuned = None if args.ignore_tuned else tuned_config.read(paths)
-    config = resolve_config(spec, variant=variant, overrides=overrides, tuned=(tuned or {}).get("overrides"))
-    return JobContext(
+    config = resolve_config(
+        spec,
+        variant=variant,
+        overrides=overrides,
+        run_params=run,
+        tuned=(tuned or {}).get("overrides"),
+        overrides_source="--set",
+        tuned_source=f"tuned config {paths.tuned_file}",
+    )
+    ctx = JobContext(
         spec=spec,
         config=config,
         ds=args.ds,
         paths=paths,
         tuned=tuned,
-        overrides=overrides,
+        overrides={**overrides, **run},
         warehouse=Warehouse(args.warehouse),
         runner=args.runner,
         beam_args=tuple(args.beam_arg),
     )
+    # The spec query this step runs is checked before the step starts: it uses @ds and returns
+    # every column the spec needs (a missing one otherwise fails deep inside Beam or tf.Transform).
+    query = {"extract": "source", "score": "scoring"}.get(getattr(args, "command", ""))
+    if query is not None:
+        ctx.warehouse.check_query(spec_queries(spec)[query], ctx.query_params, str(spec.path))
+    return ctx
 
 
 def _with_beam_job(result: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,11 @@ Spec SQL is BigQuery Standard SQL with named parameters (`@ds`, `@lookback_days`
 Values are always bound as query parameters, never formatted into the text. Locally the
 same SQL runs on DuckDB after sqlglot transpiles it; in the gcp profile it runs on
 BigQuery with `ScalarQueryParameter`s. Results stream as Arrow record batches.
+
+A spec's SQL carries its file's path (`tfpipe_operators.sql_files`): parse and engine
+errors are reported as `<file>:<line>: ...` in the file's own line numbering, however the
+query was wrapped. A step never creates a DuckDB file: a wrong path is an error, not a
+new empty warehouse.
 """
 
 from __future__ import annotations
@@ -19,7 +24,12 @@ from typing import Any
 
 import pyarrow as pa
 import sqlglot
-from sqlglot import exp
+
+from tfpipe_operators import sql_files
+from tfpipe_operators.spec import SpecQuery
+from tfpipe_operators.sql_files import parameters_used
+
+__all__ = ["Warehouse", "WarehouseError", "parameters_used", "to_duckdb"]
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +45,23 @@ class WarehouseError(RuntimeError):
     """A query could not run; the message names the query's purpose and the cause."""
 
 
-def parameters_used(bigquery_sql: str) -> set[str]:
-    """Names of the `@param`s a query refers to."""
-    tree = sqlglot.parse_one(bigquery_sql, read="bigquery")
-    return {str(node.name) for node in tree.find_all(exp.Parameter)}
+def _parameters(bigquery_sql: str) -> set[str]:
+    try:
+        return parameters_used(bigquery_sql)
+    except sqlglot.errors.SqlglotError as exc:
+        raise WarehouseError(sql_files.parse_error(bigquery_sql, exc)) from None
 
 
 def to_duckdb(bigquery_sql: str) -> str:
     """Transpile BigQuery Standard SQL to DuckDB; `@name` parameters become `$name`."""
-    statements = sqlglot.transpile(bigquery_sql, read="bigquery", write="duckdb")
+    try:
+        statements = sqlglot.transpile(bigquery_sql, read="bigquery", write="duckdb")
+    except sqlglot.errors.SqlglotError as exc:
+        raise WarehouseError(sql_files.parse_error(bigquery_sql, exc)) from None
     if len(statements) != 1:
-        raise WarehouseError(f"expected exactly one SQL statement, found {len(statements)}")
+        raise WarehouseError(
+            sql_files.locate(bigquery_sql, f"expected exactly one SQL statement, found {len(statements)}")
+        )
     return statements[0]
 
 
@@ -66,10 +82,12 @@ class Warehouse:
 
     def batches(self, bigquery_sql: str, params: Mapping[str, Any], batch_rows: int) -> Iterator[pa.RecordBatch]:
         """Run a SELECT and stream its rows as record batches of at most `batch_rows`."""
-        used = parameters_used(bigquery_sql)
+        used = _parameters(bigquery_sql)
         missing = used - set(params)
         if missing:
-            raise WarehouseError(f"query uses parameters with no value: {', '.join(sorted(missing))}")
+            raise WarehouseError(
+                sql_files.locate(bigquery_sql, f"query uses parameters with no value: {', '.join(sorted(missing))}")
+            )
         bound = {k: v for k, v in params.items() if k in used}
         if self.kind == "duckdb":
             yield from self._duckdb_batches(bigquery_sql, bound, batch_rows)
@@ -80,15 +98,42 @@ class Warehouse:
         """Column names and types of a query's result, without reading its rows."""
         body = bigquery_sql.strip().rstrip(";")
         empty = f"SELECT * FROM (\n{body}\n) AS q LIMIT 0"
-        bound = {k: v for k, v in params.items() if k in parameters_used(bigquery_sql)}
+        bound = {k: v for k, v in params.items() if k in _parameters(body)}
         if self.kind == "duckdb":
+            import duckdb
+
+            sql = to_duckdb(empty)
             con = self.connect_duckdb(read_only=True)
             try:
-                return con.sql(to_duckdb(empty), params=bound).to_arrow_reader(1).schema
+                return con.sql(sql, params=bound).to_arrow_reader(1).schema
+            except duckdb.Error as exc:
+                raise self._duckdb_error(empty, sql, exc) from exc
             finally:
                 con.close()
         client, job_config = self._bigquery_client(bound)
-        return client.query(empty, job_config=job_config).result().to_arrow().schema
+        try:
+            return client.query(empty, job_config=job_config).result().to_arrow().schema
+        except Exception as exc:  # google.api_core's errors; their text carries [line:column]
+            raise WarehouseError(sql_files.bigquery_error(empty, exc)) from exc
+
+    def check_query(self, query: SpecQuery, params: Mapping[str, Any], spec_path: str) -> pa.Schema:
+        """Refuse a spec query before a step runs it: no `@ds` (unless the spec says
+        `static_sql`), or a result without a column the spec needs. Reads no rows."""
+        no_ds = sql_files.ds_problem(query.path, query.key, query.sql, query.static)
+        if no_ds is not None:
+            message, is_error = no_ds
+            if is_error:
+                raise WarehouseError(message)
+            log.warning("%s", message)
+        schema = self.result_schema(query.sql, params)
+        missing = [column for column in query.columns if column not in schema.names]
+        if missing:
+            wanted = "; ".join(f"{column} ({query.columns[column]})" for column in missing)
+            raise WarehouseError(
+                f"{query.path}: the query's result has no column {wanted}, which {spec_path} asks for; "
+                f"select them in {query.path.name} (it returns: {', '.join(schema.names)}) or change the spec"
+            )
+        return schema
 
     def table(self, bigquery_sql: str, params: Mapping[str, Any]) -> pa.Table:
         """The whole (small) result: statistics and checks, not data paths."""
@@ -101,6 +146,13 @@ class Warehouse:
         """Open the DuckDB file, waiting while another process holds its write lock."""
         import duckdb
 
+        if self.duckdb_path != ":memory:" and not os.path.exists(self.duckdb_path):
+            # duckdb.connect would create an empty file, and a publisher would write into it.
+            raise WarehouseError(
+                f"DuckDB warehouse {self.duckdb_path} does not exist; check the --warehouse argument or the "
+                "TFPIPE_WAREHOUSE setting (duckdb:///path/to/warehouse.duckdb). No step creates a warehouse "
+                "(tfpipe-job sample-data creates the sample one)"
+            )
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:
@@ -127,18 +179,29 @@ class Warehouse:
         con = self.connect_duckdb(read_only=True)
         try:
             try:
+                # Conversion errors can surface while streaming, not only when the query starts.
                 reader = con.sql(sql, params=dict(params)).to_arrow_reader(batch_rows)
+                yield from reader
             except duckdb.Error as exc:
-                raise WarehouseError(f"query failed on DuckDB ({self.duckdb_path}): {exc}\nSQL: {sql}") from exc
-            yield from reader
+                raise self._duckdb_error(bigquery_sql, sql, exc) from exc
         finally:
             con.close()
+
+    def _duckdb_error(self, bigquery_sql: str, duckdb_sql: str, exc: Exception) -> WarehouseError:
+        located = sql_files.duckdb_error(bigquery_sql, exc)
+        detail = "\n".join(str(exc).strip().splitlines()[1:])
+        return WarehouseError(
+            f"{located} (warehouse {self.duckdb_path})" + (f"\n{detail}" if detail else "") + f"\nSQL: {duckdb_sql}"
+        )
 
     def _bigquery_batches(
         self, bigquery_sql: str, params: Mapping[str, Any], batch_rows: int
     ) -> Iterator[pa.RecordBatch]:
         client, job_config = self._bigquery_client(params)
-        rows = client.query(bigquery_sql, job_config=job_config).result(page_size=batch_rows)
+        try:
+            rows = client.query(bigquery_sql, job_config=job_config).result(page_size=batch_rows)
+        except Exception as exc:  # google.api_core's errors; their text carries [line:column]
+            raise WarehouseError(sql_files.bigquery_error(bigquery_sql, exc)) from exc
         for batch in rows.to_arrow_iterable():
             yield from batch.to_batches(max_chunksize=batch_rows) if isinstance(batch, pa.Table) else [batch]
 

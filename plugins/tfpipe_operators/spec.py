@@ -12,7 +12,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -129,6 +130,9 @@ class Source(BaseModel):
     sql: str = Field(description="file beside the spec, BigQuery Standard SQL with @ds and @lookback_days")
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="table whose ds partition must exist first")
     partition_column: Identifier = "event_date"
+    static_sql: bool = Field(
+        default=False, description="the query deliberately ignores @ds (same rows every day); else it must use @ds"
+    )
 
 
 class Label(BaseModel):
@@ -161,6 +165,9 @@ class Scoring(BaseModel):
     keys: list[Identifier] = Field(min_length=1)
     table: Identifier
     top_k: TopK | None = Field(default=None, description="publish only the top k scores per group")
+    static_sql: bool = Field(
+        default=False, description="the query deliberately ignores @ds (same rows every day); else it must use @ds"
+    )
 
     @model_validator(mode="after")
     def _groups_are_keys(self) -> Scoring:
@@ -199,7 +206,9 @@ class PipelineSpec(BaseModel):
     overridable: list[str] = Field(default_factory=list)
     search_space: dict[str, dict[str, Any]] = Field(default_factory=dict, description="for the tune DAG")
 
-    # Filled by load_spec, not by the YAML.
+    # Filled by load_spec, not by the YAML. The SQL is the file's text with a comment naming
+    # the file at the start of line 1 (tfpipe_operators.sql_files.tag), so an error in any
+    # query built from it names the file and its own line.
     path: Path = Path()
     source_sql: str = ""
     scoring_sql: str = ""
@@ -249,8 +258,8 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "<top level>"
 
 
-def _format_errors(where: str, err: ValidationError, prefix: str = "") -> SpecError:
-    lines = [f"{where}: {prefix}{_loc(e['loc'])}: {e['msg']}" for e in err.errors()]
+def _format_errors(where: str, err: ValidationError) -> SpecError:
+    lines = [f"{where}: {_loc(e['loc'])}: {e['msg']}" for e in err.errors()]
     return SpecError("\n".join(lines))
 
 
@@ -275,10 +284,7 @@ def load_spec(path: str | Path) -> PipelineSpec:
     # Validate every level of config now, so a bad default or variant fails at parse time.
     resolve_config(spec, environ={})
     for variant in spec.variants:
-        try:
-            resolve_config(spec, variant=variant, environ={})
-        except SpecError as exc:
-            raise SpecError(f"{path}: variants.{variant}: {exc}") from None
+        resolve_config(spec, variant=variant, environ={})  # errors name variants.<name>
     for key in spec.overridable:
         _split_key(key, where=f"{path}: overridable")
     if spec.search_space:
@@ -289,10 +295,42 @@ def load_spec(path: str | Path) -> PipelineSpec:
 
 
 def _read_sql(spec_path: Path, key: str, relative: str) -> str:
+    from tfpipe_operators.sql_files import tag
+
     sql_path = spec_path.parent / relative
     if not sql_path.is_file():
         raise SpecError(f"{spec_path}: {key}: SQL file '{relative}' not found next to the spec ({sql_path})")
-    return sql_path.read_text()
+    return tag(sql_path, sql_path.read_text())
+
+
+@dataclass(frozen=True)
+class SpecQuery:
+    """One of a spec's queries and what the jobs read from its result."""
+
+    key: str  # the spec key naming the file: source.sql or scoring.sql
+    path: Path
+    sql: str  # tagged text (see PipelineSpec.source_sql)
+    columns: dict[str, str]  # result column -> the spec key that asks for it
+    static: bool  # the spec says the query ignores @ds on purpose
+
+
+def spec_queries(spec: PipelineSpec) -> dict[str, SpecQuery]:
+    """The training query must give keys, label and raw features; the scoring query the
+    scoring keys and raw features (a cross is computed in the transform, not selected)."""
+    source: dict[str, str] = {key: "keys" for key in spec.keys}
+    source[spec.label.column] = "label.column"
+    scoring: dict[str, str] = {key: "scoring.keys" for key in spec.scoring.keys}
+    for feature in spec.raw_features:
+        source.setdefault(feature.name, "features")
+        scoring.setdefault(feature.name, "features")
+    return {
+        "source": SpecQuery(
+            "source.sql", spec.directory / spec.source.sql, spec.source_sql, source, spec.source.static_sql
+        ),
+        "scoring": SpecQuery(
+            "scoring.sql", spec.directory / spec.scoring.sql, spec.scoring_sql, scoring, spec.scoring.static_sql
+        ),
+    }
 
 
 def discover_specs(specs_dir: str | Path) -> list[Path]:
@@ -342,7 +380,12 @@ def _split_key(key: str, where: str) -> tuple[str, str]:
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """`TFPIPE_TRAIN_EPOCHS=5` -> {'train.epochs': 5}; values are parsed as YAML scalars/lists."""
-    out: dict[str, Any] = {}
+    return {key: value for key, (_, value) in _env_layer(environ).items()}
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
+    """Config key -> (the variable that set it, its parsed value)."""
+    out: dict[str, tuple[str, Any]] = {}
     for var, text in environ.items():
         if not var.startswith(ENV_PREFIX):
             continue
@@ -350,10 +393,24 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         stage, _, name = rest.partition("_")
         if stage in STAGES and name in STAGES[stage].model_fields:
             try:
-                out[f"{stage}.{name}"] = yaml.safe_load(text)
+                out[f"{stage}.{name}"] = (var, yaml.safe_load(text))
             except yaml.YAMLError:
                 raise SpecError(f"environment variable {var}: cannot parse value {text!r}") from None
     return out
+
+
+def run_param_name(key: str) -> str:
+    """`train.epochs` -> `train_epochs`: the name of a config key in the Airflow trigger form."""
+    return key.replace(".", "_", 1)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """Values one source of config sets, and how an error names that source."""
+
+    name: str  # where an unknown key is reported
+    values: Mapping[str, Any]
+    describe: Callable[[str], str]  # config key -> where it was set, e.g. "environment variable X (key)"
 
 
 def resolve_config(
@@ -362,36 +419,65 @@ def resolve_config(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     tuned: Mapping[str, Any] | None = None,
+    run_params: Mapping[str, Any] | None = None,
+    overrides_source: str = "override",
+    tuned_source: str = "tuned config",
 ) -> PipelineConfig:
     """Merge code defaults, spec, variant, tuned values, environment and run overrides; validate.
 
     `tuned` is what the tune DAG found best for the pipeline: it sits with the spec (the
-    daily runs use it) and below anything a run says.
+    daily runs use it) and below anything a run says. `overrides` (e.g. `--set`, named
+    `overrides_source` in errors) and then `run_params` (the Airflow run's params, by
+    config key) come last. An invalid value is reported with the layer that set it, so a
+    bad run param is not blamed on the spec file.
     """
-    layers: list[tuple[str, Mapping[str, Any]]] = []
+    where = str(spec.path)
+    env = _env_layer(os.environ if environ is None else environ)
+    layers: list[_Layer] = []
     if variant:
         if variant not in spec.variants:
             known = ", ".join(sorted(spec.variants)) or "none"
-            raise SpecError(f"{spec.path}: unknown variant '{variant}' (spec defines: {known})")
-        layers.append((f"variant {variant}", spec.variants[variant]))
-    layers.append(("tuned config", tuned or {}))
-    layers.append(("environment", env_overrides(os.environ if environ is None else environ)))
-    layers.append(("run overrides", overrides or {}))
+            raise SpecError(f"{where}: unknown variant '{variant}' (spec defines: {known})")
+        in_variant = f"{where}: variants.{variant}"
+        layers.append(_Layer(in_variant, spec.variants[variant], lambda key: f"{in_variant}: {key}"))
+    layers.append(_Layer(tuned_source, tuned or {}, lambda key: f"{tuned_source}: {key}"))
+    layers.append(
+        _Layer(
+            "environment",
+            {key: value for key, (_, value) in env.items()},
+            lambda key: f"environment variable {env[key][0]} ({key})",
+        )
+    )
+    layers.append(_Layer(overrides_source, overrides or {}, lambda key: f"{overrides_source} {key}"))
+    layers.append(_Layer("run params", run_params or {}, lambda key: f"run param {run_param_name(key)} ({key})"))
 
     merged: dict[str, dict[str, Any]] = {stage: dict(getattr(spec, stage)) for stage in STAGES}
     merged["gate"].setdefault("metric", _DEFAULT_GATE_METRIC[spec.label.task.value])
-    for where, layer in layers:
-        for key, value in layer.items():
-            stage, name = _split_key(key, where=where)
+    # Who set each key last; keys no layer sets come from the spec file (or the code default).
+    set_by: dict[str, Callable[[str], str]] = {}
+    for layer in layers:
+        for key, value in layer.values.items():
+            stage, name = _split_key(key, where=layer.name)
             merged[stage][name] = value
+            set_by[key] = layer.describe
+
+    def origin(key: str) -> str:
+        return set_by[key](key) if key in set_by else f"{where}: {key}"
+
     stages: dict[str, Any] = {}
     for stage, model in STAGES.items():
         try:
             stages[stage] = model.model_validate(merged[stage])
         except ValidationError as exc:
-            raise _format_errors(str(spec.path), exc, prefix=f"{stage}.") from None
+            lines = []
+            for error in exc.errors():
+                key = f"{stage}.{error['loc'][0]}" if error["loc"] else stage
+                rest = _loc(error["loc"][1:])
+                got = f" (got {error['input']!r})" if error["loc"] and not isinstance(error.get("input"), dict) else ""
+                lines.append(f"{origin(key)}{'.' + rest if error['loc'][1:] else ''}: {error['msg']}{got}")
+            raise SpecError("\n".join(lines)) from None
     config = PipelineConfig(variant=variant, **stages)
-    _check_gate_metric(spec, config)
+    _check_gate_metric(spec, config, origin("gate.metric"))
     return config
 
 
@@ -403,10 +489,10 @@ _TASK_METRICS = {
 }
 
 
-def _check_gate_metric(spec: PipelineSpec, config: PipelineConfig) -> None:
+def _check_gate_metric(spec: PipelineSpec, config: PipelineConfig, origin: str) -> None:
     allowed = _TASK_METRICS[spec.label.task.value]
     if config.gate.metric not in allowed:
         raise SpecError(
-            f"{spec.path}: gate.metric: '{config.gate.metric}' does not apply to task "
+            f"{origin}: '{config.gate.metric}' does not apply to task "
             f"{spec.label.task.value}; use one of {', '.join(sorted(allowed))}"
         )

@@ -10,6 +10,8 @@ column only fails at night inside the extract job. This runs the same checks up 
    scoring SQL are transpiled from BigQuery like the jobs do, dry-run as
    ``SELECT * FROM (<sql>) LIMIT 0`` with the run's parameters bound, read-only, and their
    result columns compared with the spec (keys, label, features; scoring keys, features);
+   a query that does not use ``@ds`` fails (a warning with ``static_sql: true``), and SQL
+   errors are reported as ``<file>:<line>`` in the file's own numbering;
 3. the DAG renders with the local profile and has the task ids of the design.
 
 One line per check (``OK``, ``FAIL`` naming the file, the key or column and what is
@@ -30,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlglot
-from sqlglot import exp
 
+from tfpipe_operators import sql_files
 from tfpipe_operators.features import FeatureKind, Task
-from tfpipe_operators.spec import PipelineSpec, SpecError, load_spec, resolve_config
+from tfpipe_operators.spec import PipelineSpec, SpecError, SpecQuery, load_spec, resolve_config, spec_queries
 
 # Parameters the jobs bind for every query (see tfpipe_jobs.warehouse); anything else is unbound.
 KNOWN_PARAMETERS = ("ds", "lookback_days")
@@ -62,20 +64,13 @@ class Report:
     def skip(self, check: str, detail: str) -> None:
         self._add("SKIP", check, detail)
 
+    def warn(self, check: str, detail: str) -> None:
+        self._add("WARN", check, detail)
+
     def _add(self, status: str, check: str, detail: str) -> None:
         line = f"{status:<4} {check}: {detail}"
         self.lines.append(line)
         self.echo(line)
-
-
-@dataclass(frozen=True)
-class Expected:
-    """One query's file and the columns the jobs read from its result, each with the spec key naming it."""
-
-    check: str
-    path: Path
-    sql: str
-    columns: dict[str, str]
 
 
 def check_spec(path: Path, report: Report) -> PipelineSpec | None:
@@ -101,18 +96,10 @@ def check_spec(path: Path, report: Report) -> PipelineSpec | None:
     return spec
 
 
-def expected_queries(spec: PipelineSpec) -> list[Expected]:
-    """The source query must give keys, label and features; the scoring query keys and features."""
-    source: dict[str, str] = {key: "keys" for key in spec.keys}
-    source[spec.label.column] = "label.column"
-    scoring: dict[str, str] = {key: "scoring.keys" for key in spec.scoring.keys}
-    for feature in spec.raw_features:  # a cross is computed in the transform, not selected
-        source.setdefault(feature.name, "features")
-        scoring.setdefault(feature.name, "features")
-    return [
-        Expected("source sql", spec.directory / spec.source.sql, spec.source_sql, source),
-        Expected("scoring sql", spec.directory / spec.scoring.sql, spec.scoring_sql, scoring),
-    ]
+def expected_queries(spec: PipelineSpec) -> list[tuple[str, SpecQuery]]:
+    """Each query with its check's name: what its result must hold comes from the spec."""
+    queries = spec_queries(spec)
+    return [("source sql", queries["source"]), ("scoring sql", queries["scoring"])]
 
 
 def duckdb_path(warehouse: str | None) -> str | None:
@@ -128,7 +115,11 @@ def dry_run_sql(spec: PipelineSpec, warehouse: str, report: Report, ds: date) ->
 
     path = duckdb_path(warehouse) or warehouse
     if not Path(path).is_file():
-        report.fail("warehouse", f"{warehouse}: DuckDB file not found")
+        report.fail(
+            "warehouse",
+            f"{warehouse}: DuckDB file not found; check --warehouse (default: the TFPIPE_WAREHOUSE environment "
+            "variable), or create it with tfpipe-job sample-data",
+        )
         return
     try:
         con = duckdb.connect(path, read_only=True)
@@ -138,51 +129,64 @@ def dry_run_sql(spec: PipelineSpec, warehouse: str, report: Report, ds: date) ->
     try:
         config = resolve_config(spec, environ={})
         values: dict[str, Any] = {"ds": ds, "lookback_days": config.extract.lookback_days}
-        for query in expected_queries(spec):
-            _check_query(con, spec, query, values, report)
+        for check, query in expected_queries(spec):
+            _check_query(con, spec, check, query, values, report)
     finally:
         con.close()
 
 
-def _check_query(con: Any, spec: PipelineSpec, query: Expected, values: dict[str, Any], report: Report) -> None:
+def _check_query(
+    con: Any, spec: PipelineSpec, check: str, query: SpecQuery, values: dict[str, Any], report: Report
+) -> None:
     import duckdb
 
     where = str(query.path)
     body = query.sql.strip().rstrip(";")
+    wrapped = f"SELECT * FROM (\n{body}\n) AS q LIMIT 0"
     try:
-        tree = sqlglot.parse_one(body, read="bigquery")
-        used = sorted({str(node.name) for node in tree.find_all(exp.Parameter)})
-        statements = sqlglot.transpile(f"SELECT * FROM (\n{body}\n) AS q LIMIT 0", read="bigquery", write="duckdb")
+        used = sorted(sql_files.parameters_used(body))
     except sqlglot.errors.SqlglotError as exc:
-        report.fail(query.check, f"{where}: not valid BigQuery SQL: {_first_line(exc)}")
+        report.fail(check, sql_files.parse_error(body, exc))
+        return
+    try:
+        statements = sqlglot.transpile(wrapped, read="bigquery", write="duckdb")
+    except sqlglot.errors.SqlglotError as exc:
+        report.fail(check, sql_files.parse_error(wrapped, exc))
         return
     if len(statements) != 1:
-        report.fail(query.check, f"{where}: expected exactly one SELECT statement, found {len(statements)}")
+        report.fail(check, f"{where}: expected exactly one SELECT statement, found {len(statements)}")
         return
     unbound = [name for name in used if name not in values]
     if unbound:
         known = ", ".join(f"@{name}" for name in KNOWN_PARAMETERS)
-        report.fail(query.check, f"{where}: uses @{', @'.join(unbound)}, which no run binds (known: {known})")
+        report.fail(check, f"{where}: uses @{', @'.join(unbound)}, which no run binds (known: {known})")
         return
+    no_ds = sql_files.ds_problem(query.path, query.key, body, query.static)
+    if no_ds is not None:
+        message, is_error = no_ds
+        if is_error:
+            report.fail(check, message)
+            return
+        report.warn(check, message)
     try:
         relation = con.sql(statements[0], params={name: values[name] for name in used})
         columns = {name: str(kind) for name, kind in zip(relation.columns, relation.types, strict=True)}
     except duckdb.Error as exc:
-        report.fail(query.check, f"{where}: does not run on DuckDB: {_first_line(exc)}")
+        report.fail(check, sql_files.duckdb_error(body, exc, what="does not run on DuckDB"))
         return
     bound = ", ".join(f"@{name}={values[name]}" for name in used) or "no parameters"
     problems = 0
     for column, role in query.columns.items():
         if column not in columns:
             problems += 1
-            report.fail(query.check, f"{where}: result has no column '{column}' ({role} in {spec.path.name})")
+            report.fail(check, f"{where}: result has no column '{column}' ({role} in {spec.path.name})")
             continue
         wrong = _type_problem(spec, column, columns[column])
         if wrong:
             problems += 1
-            report.fail(query.check, f"{where}: column '{column}' {wrong}")
+            report.fail(check, f"{where}: column '{column}' {wrong}")
     if not problems:
-        report.ok(query.check, f"{where}: runs on DuckDB ({bound}) and returns all {len(query.columns)} spec columns")
+        report.ok(check, f"{where}: runs on DuckDB ({bound}) and returns all {len(query.columns)} spec columns")
 
 
 def _type_problem(spec: PipelineSpec, column: str, duck_type: str) -> str | None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,53 @@ def test_top_k_needs_one_score_column(spec_dir: Path) -> None:
     path = _edit(spec_dir, label={"column": "clicked", "task": "multiclass", "num_classes": 3})
     with pytest.raises(SpecError, match="scoring.top_k ranks by one score column; task multiclass"):
         load_spec(path)
+
+
+def test_each_bad_value_is_blamed_on_the_layer_that_set_it(spec_dir: Path) -> None:
+    path = _edit(spec_dir, variants={"deep": {"train.dropout": 1.5}, "ok": {}})
+    spec_path = str(path)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == f"{spec_path}: variants.deep: train.dropout: Input should be less than 1 (got 1.5)"
+    path = _edit(spec_dir, variants={}, train={"epochs": 0})
+    with pytest.raises(
+        SpecError, match=rf"^{re.escape(spec_path)}: train\.epochs: Input should be greater than or equal"
+    ):
+        load_spec(path)
+    spec = load_spec(_edit(spec_dir, train={"epochs": 3}))
+    cases = [
+        ({"environ": {"TFPIPE_TRAIN_EPOCHS": "0"}}, "environment variable TFPIPE_TRAIN_EPOCHS (train.epochs)"),
+        (
+            {"tuned": {"train.epochs": 0}, "tuned_source": "tuned config best.json"},
+            "tuned config best.json: train.epochs",
+        ),
+        ({"run_params": {"train.epochs": 0}}, "run param train_epochs (train.epochs)"),
+        ({"overrides": {"train.epochs": 0}, "overrides_source": "--set"}, "--set train.epochs"),
+    ]
+    for kwargs, origin in cases:
+        with pytest.raises(SpecError) as err:
+            resolve_config(spec, **{"environ": {}, **kwargs})  # type: ignore[arg-type]
+        assert str(err.value) == f"{origin}: Input should be greater than or equal to 1 (got 0)", kwargs
+    with pytest.raises(
+        SpecError, match=r"^run param gate_metric \(gate\.metric\): 'rmse' does not apply to task binary"
+    ):
+        resolve_config(spec, run_params={"gate.metric": "rmse"}, environ={})
+    # The last layer to set a key is the one named.
+    with pytest.raises(SpecError, match=r"^run param train_epochs"):
+        resolve_config(spec, environ={"TFPIPE_TRAIN_EPOCHS": "0"}, run_params={"train.epochs": -1})
+
+
+def test_static_sql_is_an_explicit_opt_out_per_query(spec_dir: Path) -> None:
+    raw = yaml.safe_load((spec_dir / "pipeline.yaml").read_text())
+    spec = load_spec(_edit(spec_dir, scoring={**raw["scoring"], "static_sql": True}))
+    assert spec.scoring.static_sql and not spec.source.static_sql
+    with pytest.raises(SpecError, match=r"source\.static_sql: Input should be a valid boolean"):
+        load_spec(_edit(spec_dir, source={**raw["source"], "static_sql": "sometimes"}))
+
+
+def test_the_sql_text_names_its_file_without_moving_a_line(ctr_spec_path: Path) -> None:
+    spec = load_spec(ctr_spec_path)
+    text = (ctr_spec_path.parent / "score.sql").read_text()
+    assert spec.scoring_sql.endswith(text)
+    assert spec.scoring_sql.count("\n") == text.count("\n")
+    assert str(ctr_spec_path.parent / "score.sql") in spec.scoring_sql.splitlines()[0]

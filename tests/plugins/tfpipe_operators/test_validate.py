@@ -37,6 +37,10 @@ def _fails(lines: list[str]) -> list[str]:
     return [line for line in lines if line.startswith("FAIL")]
 
 
+def _line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
 def test_sample_spec_is_valid_against_a_duckdb_warehouse(
     spec_dir: Path, warehouse: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -152,14 +156,18 @@ def test_sql_that_does_not_run_fails_with_the_database_error(
     code, lines = _run(capsys, str(spec_dir / "pipeline.yaml"), "--warehouse", warehouse)
     assert code == 1
     [fail] = _fails(lines)
-    assert "train.sql: does not run on DuckDB" in fail and "event_log" in fail
+    line = _line_of(spec_dir / "train.sql", "FROM event_log")
+    assert fail.startswith(f"FAIL source sql: {spec_dir / 'train.sql'}:{line}: does not run on DuckDB: Catalog Error")
+    assert "event_log" in fail
 
 
 def test_a_missing_warehouse_file_fails(spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.duckdb"
     code, lines = _run(capsys, str(spec_dir / "pipeline.yaml"), "--warehouse", f"duckdb://{missing}")
     assert code == 1
-    assert _fails(lines) == [f"FAIL warehouse: {missing}: DuckDB file not found"]
+    [fail] = _fails(lines)
+    assert fail.startswith(f"FAIL warehouse: {missing}: DuckDB file not found; check --warehouse")
+    assert "TFPIPE_WAREHOUSE" in fail
     assert not missing.exists()  # read-only: never creates the file
 
 
@@ -182,3 +190,40 @@ def test_a_missing_spec_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     code, lines = _run(capsys, str(tmp_path / "pipeline.yaml"))
     assert code == 1
     assert _fails(lines) == [f"FAIL spec: {tmp_path / 'pipeline.yaml'}: spec file not found"]
+
+
+def test_a_query_without_ds_fails_naming_the_file(
+    spec_dir: Path, warehouse: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _edit(spec_dir / "score.sql", "WHERE event_date = @ds", "WHERE event_date = DATE '2026-11-20'")
+    code, lines = _run(capsys, str(spec_dir / "pipeline.yaml"), "--warehouse", warehouse)
+    assert code == 1
+    [fail] = _fails(lines)
+    assert fail.startswith(
+        f"FAIL scoring sql: {spec_dir / 'score.sql'}: does not use @ds (it has the date literal(s) 2026-11-20)"
+    )
+    assert "scoring.static_sql: true" in fail
+    assert not any(line.startswith("OK   scoring sql") for line in lines)
+
+
+def test_static_sql_turns_the_missing_ds_into_a_warning(
+    spec_dir: Path, warehouse: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _edit(spec_dir / "score.sql", "WHERE event_date = @ds", "WHERE event_date = DATE '2026-11-20'")
+    _edit(spec_dir / "pipeline.yaml", "  table: ctr_scores\n", "  table: ctr_scores\n  static_sql: true\n")
+    code, lines = _run(capsys, str(spec_dir / "pipeline.yaml"), "--warehouse", warehouse)
+    assert code == 0, "\n".join(lines)
+    [warning] = [line for line in lines if line.startswith("WARN")]
+    assert warning.startswith(f"WARN scoring sql: {spec_dir / 'score.sql'}: does not use @ds")
+    assert any(line.startswith("OK   scoring sql") and "(no parameters)" in line for line in lines)
+
+
+def test_a_syntax_error_names_the_file_and_its_own_line(
+    spec_dir: Path, warehouse: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _edit(spec_dir / "train.sql", "  hour,\n", "  CAST(hour AS),\n")
+    code, lines = _run(capsys, str(spec_dir / "pipeline.yaml"), "--warehouse", warehouse)
+    assert code == 1
+    [fail] = _fails(lines)
+    line = _line_of(spec_dir / "train.sql", "CAST(hour AS)")
+    assert fail.startswith(f"FAIL source sql: {spec_dir / 'train.sql'}:{line}: not valid BigQuery SQL: Expected TYPE")

@@ -1,0 +1,108 @@
+"""The job command's entry: a run's params and the step's query are checked before the step runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tfpipe_jobs import cli
+from tfpipe_jobs.sample_data import CANDIDATES_DDL, EVENTS_DDL
+from tfpipe_jobs.warehouse import WarehouseError
+from tfpipe_operators.spec import SpecError
+
+DS = "2026-11-21"
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> str:
+    """The sample tables, empty: the checks read no rows."""
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(EVENTS_DDL)
+        con.execute(CANDIDATES_DDL)
+    return f"duckdb://{path}"
+
+
+def _context(step: str, spec: Path, warehouse: str, tmp_path: Path, *extra: str) -> object:
+    argv = [step, "--spec", str(spec), "--ds", DS, "--artifact-root", str(tmp_path / "artifacts")]
+    args = cli.build_parser().parse_args([*argv, "--warehouse", warehouse, *extra])
+    return cli._context(args)
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_a_bad_run_param_is_blamed_on_the_run_not_the_spec(spec_dir: Path, warehouse: str, tmp_path: Path) -> None:
+    spec = spec_dir / "pipeline.yaml"
+    with pytest.raises(SpecError) as err:
+        _context("train", spec, warehouse, tmp_path, "--run-params", '{"train.epochs": -1}')
+    message = str(err.value)
+    assert message.startswith("run param train_epochs (train.epochs): Input should be greater than or equal to 1")
+    assert "(got -1)" in message and str(spec) not in message
+    with pytest.raises(SpecError, match=r"^--set train\.dropout: Input should be less than 1 \(got 1\.5\)"):
+        _context("train", spec, warehouse, tmp_path, "--set", "train.dropout=1.5")
+
+
+def test_run_params_may_use_the_trigger_form_names(spec_dir: Path, warehouse: str, tmp_path: Path) -> None:
+    ctx = _context("train", spec_dir / "pipeline.yaml", warehouse, tmp_path, "--run-params", '{"train_epochs": 5}')
+    assert ctx.config.train.epochs == 5  # type: ignore[attr-defined]
+    with pytest.raises(
+        SystemExit, match=r"run params train_dropout .* not overridable .*train_epochs \(train\.epochs\)"
+    ):
+        _context("train", spec_dir / "pipeline.yaml", warehouse, tmp_path, "--run-params", '{"train_dropout": 0.1}')
+
+
+def test_an_unknown_variant_names_the_run_param(spec_dir: Path, warehouse: str, tmp_path: Path) -> None:
+    spec = spec_dir / "pipeline.yaml"
+    with pytest.raises(
+        SystemExit, match=r"^run param variant='huge': .*pipeline.yaml has no such variant \(it defines: wide\)"
+    ):
+        _context("train", spec, warehouse, tmp_path, "--run-params", '{"variant": "huge"}')
+    with pytest.raises(SystemExit, match=r"^--variant 'huge': "):
+        _context("train", spec, warehouse, tmp_path, "--variant", "huge")
+
+
+def test_the_score_step_refuses_a_scoring_query_missing_a_feature(
+    spec_dir: Path, warehouse: str, tmp_path: Path
+) -> None:
+    _edit(spec_dir / "score.sql", "  hour,\n", "")
+    with pytest.raises(WarehouseError) as err:
+        _context("score", spec_dir / "pipeline.yaml", warehouse, tmp_path)
+    assert str(err.value).startswith(
+        f"{spec_dir / 'score.sql'}: the query's result has no column hour (features), "
+        f"which {spec_dir / 'pipeline.yaml'} asks for"
+    )
+    _context("extract", spec_dir / "pipeline.yaml", warehouse, tmp_path)  # the training query is not the problem
+
+
+def test_the_extract_step_refuses_a_training_query_missing_the_label(
+    spec_dir: Path, warehouse: str, tmp_path: Path
+) -> None:
+    _edit(spec_dir / "train.sql", "  position,\n  clicked\n", "  position\n")
+    with pytest.raises(WarehouseError, match=r"train\.sql: the query's result has no column clicked \(label\.column\)"):
+        _context("extract", spec_dir / "pipeline.yaml", warehouse, tmp_path)
+
+
+def test_a_step_refuses_its_query_without_ds_unless_the_spec_says_static(
+    spec_dir: Path, warehouse: str, tmp_path: Path
+) -> None:
+    _edit(spec_dir / "score.sql", "WHERE event_date = @ds", "WHERE event_date = DATE '2026-11-20'")
+    with pytest.raises(WarehouseError) as err:
+        _context("score", spec_dir / "pipeline.yaml", warehouse, tmp_path)
+    assert str(err.value).startswith(
+        f"{spec_dir / 'score.sql'}: does not use @ds (it has the date literal(s) 2026-11-20)"
+    )
+    _edit(spec_dir / "pipeline.yaml", "  table: ctr_scores\n", "  table: ctr_scores\n  static_sql: true\n")
+    _context("score", spec_dir / "pipeline.yaml", warehouse, tmp_path)  # the spec says so: a warning
+
+
+def test_a_step_never_creates_a_missing_warehouse(spec_dir: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.duckdb"
+    with pytest.raises(WarehouseError, match="TFPIPE_WAREHOUSE"):
+        _context("score", spec_dir / "pipeline.yaml", f"duckdb://{missing}", tmp_path)
+    assert not missing.exists()
