@@ -149,5 +149,5 @@ def previous_stats(ctx: JobContext) -> dict[str, Any] | None:
     from tfpipe_jobs.artifacts import RunPaths
 
     day_before = (ctx.ds - timedelta(days=1)).isoformat()
-    path = artifacts.join(RunPaths(ctx.paths.root, ctx.paths.pipeline, day_before).data, "stats.json")
-    return dict(artifacts.read_json(path)) if artifacts.exists(path) else None
+    folder = artifacts.published(RunPaths(ctx.paths.root, ctx.paths.pipeline, day_before).data)
+    return dict(artifacts.read_json(artifacts.join(folder, "stats.json"))) if folder else None

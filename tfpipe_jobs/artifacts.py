@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS"
 SAVED_MODEL_DIR = "saved_model"  # inside a serving folder and a model version's folder
+# On an object store an output is published by this one small object inside its path, naming
+# the version folder (a sibling `<name>.v-<owner token>`) that holds it.
+CURRENT = "_CURRENT"
 # A temporary output whose owner cannot be proven dead is still removed once it is this old:
 # no step runs for a day (the DAG's task timeouts are hours).
 STALE_AFTER_SECONDS = 24 * 3600
@@ -142,17 +145,34 @@ def exists(path: str) -> bool:
     return bool(_gfile(path).exists(path))
 
 
+def published(path: str) -> str | None:
+    """The folder holding `path`'s published output, or None when there is none.
+
+    Locally that is `path` itself once `_SUCCESS` is in it. On an object store it is the
+    version that `path/_CURRENT` names, once that version holds `_SUCCESS`.
+    """
+    gfile = _gfile(path)
+    if not _on_object_store(path):
+        return path if gfile.exists(join(path, SUCCESS)) else None
+    pointer = join(path, CURRENT)
+    if not gfile.exists(pointer):
+        return None
+    version = join(path.rstrip("/").rsplit("/", 1)[0], read_text(pointer).strip())
+    return version if gfile.exists(join(version, SUCCESS)) else None
+
+
 def is_complete(path: str) -> bool:
-    return bool(_gfile(path).exists(join(path, SUCCESS)))
+    return published(path) is not None
 
 
 def require_complete(path: str, step: str) -> str:
-    """Return `path` if its step finished; otherwise say which step has to run first."""
-    if not is_complete(path):
+    """The folder to read `path`'s output from, if its step finished; otherwise say which step has to run first."""
+    folder = published(path)
+    if folder is None:
         raise MissingArtifactError(
             f"{path} is missing or incomplete (no {SUCCESS}): the '{step}' step must succeed for this ds first"
         )
-    return path
+    return folder
 
 
 def owner_token() -> str:
@@ -206,13 +226,26 @@ def sweep_stale(final: str) -> list[str]:
     return removed
 
 
+def _on_object_store(path: str) -> bool:
+    return "://" in path
+
+
 @contextmanager
 def staged_output(final: str) -> Iterator[str]:
-    """Yield a temporary folder; on success publish it as `final` with `_SUCCESS`.
+    """Yield a folder to write an output into; on success publish it as `final`.
 
+    Locally the folder is a temporary sibling renamed into place with `_SUCCESS` inside:
+    one atomic rename. An object store has no atomic rename (a folder "rename" copies and
+    deletes object by object, so a marker could land before the data), so there the folder
+    is a version of its own, `<final>.v-<owner token>`, published by writing the one small
+    object `<final>/_CURRENT` that names it, after everything else; readers resolve it
+    (`published`, `require_complete`) and see the old version or the new, never a mix.
     Any exit but success (an error, or the SIGTERM the job command turns into one) removes
-    the temporary folder; what a SIGKILL leaves behind the next writer of `final` sweeps.
+    the unpublished folder; what a SIGKILL leaves behind the next writer of `final` sweeps.
     """
+    if _on_object_store(final):
+        yield from _publish_by_pointer(final)
+        return
     gfile = _gfile(final)
     sweep_stale(final)
     token = owner_token()
@@ -231,6 +264,38 @@ def staged_output(final: str) -> Iterator[str]:
     if gfile.exists(old):
         gfile.rmtree(old)
     log.info("published %s", final)
+
+
+def _publish_by_pointer(final: str) -> Iterator[str]:
+    gfile = _gfile(final)
+    base = final.rstrip("/")
+    version = f"{base}.v-{owner_token()}"
+    try:
+        yield version
+    except BaseException:
+        if gfile.exists(version):
+            gfile.rmtree(version)
+        raise
+    write_text(join(version, SUCCESS), "")
+    previous = published(final)
+    write_text(join(base, CURRENT), version.rsplit("/", 1)[1] + "\n")  # the one write that publishes
+    log.info("published %s as %s", final, version)
+    _drop_superseded(base, keep={version, previous})
+
+
+def _drop_superseded(base: str, keep: set[str | None]) -> None:
+    """Remove versions nobody reads: finished ones older than the previous (which a reader that
+    resolved the pointer just before the switch may still be reading), and unfinished ones
+    whose writer is provably gone."""
+    gfile = _gfile(base)
+    for found in gfile.glob(f"{base}.v-*"):
+        version = found.rstrip("/")
+        if version in keep:
+            continue
+        token = version.rsplit(".v-", 1)[1]
+        if gfile.exists(join(version, SUCCESS)) or owner_is_dead(token, None):
+            gfile.rmtree(version)
+            log.info("removed %s: superseded or left by a writer that was killed", version)
 
 
 def write_text(path: str, text: str) -> None:

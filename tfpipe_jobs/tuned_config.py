@@ -35,11 +35,11 @@ def _eval_metric(ctx: JobContext) -> tuple[str, bool]:
 def select(ctx: JobContext) -> dict[str, Any]:
     metric, higher = _eval_metric(ctx)
     rows = []
-    for config_path in artifacts.glob(artifacts.join(ctx.paths.trials, "*", "model", "config.json")):
-        model_dir = config_path.rsplit("/", 1)[0]
-        if not artifacts.is_complete(model_dir):
+    for trial_dir in artifacts.glob(artifacts.join(ctx.paths.trials, "*")):
+        model_dir = artifacts.published(artifacts.join(trial_dir.rstrip("/"), "model"))
+        if model_dir is None:
             continue
-        config = artifacts.read_json(config_path)
+        config = artifacts.read_json(artifacts.join(model_dir, "config.json"))
         history = list(csv.DictReader(io.StringIO(artifacts.read_text(artifacts.join(model_dir, "metrics.csv")))))
         values = [float(r[metric]) for r in history]
         patience = config["config"].get("train.early_stopping_patience", 0)

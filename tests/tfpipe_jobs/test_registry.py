@@ -161,7 +161,7 @@ def test_concurrent_blessings_in_threads_lose_no_update(ctr_run, tmp_path: Path)
 
 def test_twenty_rounds_of_racing_publishes_keep_the_newer_day(ctr_run, tmp_path: Path) -> None:
     """Two `publish-model` processes at once, 11-30 and 12-01: the 12-01 model is current every round."""
-    cli = [sys.executable, "-m", "tfpipe_jobs.cli"]
+    cli = [str(Path(sys.executable).parent / "tfpipe-job")]  # the installed command, as Airflow runs it
     env = {**os.environ, "TFPIPE_JOB_CLI": ""}
     for round_ in range(20):
         root = tmp_path / f"round{round_}"

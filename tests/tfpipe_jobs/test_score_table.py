@@ -149,7 +149,7 @@ def _counts(run) -> list[tuple[str, int]]:
     ("ds", "rows", "message"),
     [
         (DS, 0, r"0 rows to publish for ds=2026-11-21 \(the partition it replaces holds 500\)"),
-        (DS, 100, r"100 rows .* min_rows_vs_previous 0.5 of the 500 rows of the partition it replaces"),
+        (DS, 100, r"100 rows .*min_rows_vs_previous 0.5 of the 500 rows of the partition it replaces"),
         ("2026-11-22", 0, r"0 rows to publish for ds=2026-11-22 \(the previous partition holds 500\)"),
         ("2026-11-22", 249, r"249 rows .* of the 500 rows of the previous partition"),
     ],
