@@ -106,6 +106,26 @@ class CtrRun:
     def day(self, ds: str = DS) -> Path:
         return Path(self.artifacts) / "ctr" / ds
 
+    def write_scores(self, root: Path, ds: str, rows: int) -> None:
+        """A batch_score output for `ds` under `root`: the first `rows` of this run's scores."""
+        import json
+        import shutil
+        from datetime import date
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        scored = pa.concat_tables(pq.read_table(p) for p in sorted((self.day() / "scores").glob("*.parquet")))
+        folder = root / "ctr" / ds / "scores"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        part = scored.slice(0, rows)
+        day = pa.array([date.fromisoformat(ds)] * rows, part.schema.field("ds").type)
+        pq.write_table(part.set_column(part.schema.get_field_index("ds"), "ds", day), folder / "part-00000.parquet")
+        summary = json.loads((self.day() / "scores" / "summary.json").read_text())
+        (folder / "summary.json").write_text(json.dumps({**summary, "rows": rows}))
+        (folder / "_SUCCESS").write_text("")
+
     def duckdb(self, read_only: bool = True):
         import duckdb
 

@@ -245,7 +245,10 @@ def publish(ctx: JobContext) -> dict[str, Any]:
         )
     version, digest = candidate["model_version"], candidate["digest"]
     model_dir = paths.model_version_dir(version)
-    _store_version(candidate["serving"], model_dir, version, digest)
+    # The day's serving output as it is now (not the path the gate recorded, which a moved
+    # artifact root would leave stale): its digest must still be the judged one.
+    serving_dir = artifacts.require_complete(paths.serving, "export_serving_model")
+    _store_version(serving_dir, model_dir, version, digest)
     entry = {
         "pipeline": ctx.spec.pipeline,
         "ds": ctx.ds.isoformat(),

@@ -119,6 +119,7 @@ class Warehouse:
     def check_query(self, query: SpecQuery, params: Mapping[str, Any], spec_path: str) -> pa.Schema:
         """Refuse a spec query before a step runs it: no `@ds` (unless the spec says
         `static_sql`), or a result without a column the spec needs. Reads no rows."""
+        _parameters(query.sql)  # bad SQL is named with its file and line before the @ds check parses it
         no_ds = sql_files.ds_problem(query.path, query.key, query.sql, query.static)
         if no_ds is not None:
             message, is_error = no_ds

@@ -182,7 +182,6 @@ def test_constant_column_has_the_type_and_length() -> None:
 
 def test_latest_view_switches_only_to_a_complete_partition(ctr_run) -> None:
     """A newer day whose publish fails leaves the table and the view exactly as they were."""
-    import shutil
 
     import duckdb
 
@@ -216,23 +215,3 @@ def test_two_worker_processes_score_the_same_rows(ctr_run) -> None:
     assert list(again["item_id"]) == list(first["item_id"])
     np.testing.assert_allclose(again["probability"], first["probability"], atol=1e-6)
     assert len(list((ctr_run.day() / "scores").glob("*.parquet"))) >= 1
-
-
-def test_a_day_with_no_scoring_rows_is_refused(ctr_run, tmp_path: Path) -> None:
-    from tfpipe_jobs.beam_jobs.batch_score import EmptyScoringError
-
-    root = tmp_path / "artifacts"
-    for part in ("registry", "models"):
-        shutil.copytree(Path(ctr_run.artifacts) / "ctr" / part, root / "ctr" / part)
-    with pytest.raises(EmptyScoringError, match=r"score.sql: the scoring query returned no rows for ds 2026-11-25"):
-        ctr_run.run("score", ds="2026-11-25", artifacts=str(root))
-    assert not (root / "ctr" / "2026-11-25" / "scores").exists()
-    assert not list((root / "ctr" / "2026-11-25").glob("scores.tmp-*"))
-
-
-def test_a_day_in_the_future_is_refused(ctr_run) -> None:
-    from datetime import timedelta
-
-    future = (date.today() + timedelta(days=2)).isoformat()
-    with pytest.raises(SystemExit, match=f"--ds {future} is in the future"):
-        ctr_run.run("score", ds=future)

@@ -80,7 +80,6 @@ def _rows_per_user(ctr_run) -> dict[str, int]:
 
 
 def test_count_mismatch_says_what_was_expected(top3) -> None:
-    from datetime import date
     from types import SimpleNamespace
 
     from tfpipe_operators.spec import load_spec
@@ -115,21 +114,6 @@ def test_bigquery_ranking_sql_selects_the_same_rows(ctr_run, top3) -> None:
     assert con.execute(as_duckdb[1]).fetchone()[0] == len(rows)
 
 
-def _scores_with(ctr_run, root: Path, ds: str, rows: int) -> None:
-    """`ds`'s batch_score output holding the first `rows` of the shared run's scores."""
-    import json
-
-    scored = pa.concat_tables(pq.read_table(p) for p in sorted((ctr_run.day() / "scores").glob("*.parquet")))
-    folder = root / "ctr" / ds / "scores"
-    folder.mkdir(parents=True)
-    part = scored.slice(0, rows)
-    day = pa.array([date.fromisoformat(ds)] * rows, part.schema.field("ds").type)
-    pq.write_table(part.set_column(part.schema.get_field_index("ds"), "ds", day), folder / "part-00000.parquet")
-    summary = json.loads((ctr_run.day() / "scores" / "summary.json").read_text())
-    (folder / "summary.json").write_text(json.dumps({**summary, "rows": rows}))
-    (folder / "_SUCCESS").write_text("")
-
-
 @pytest.fixture
 def copied(ctr_run, tmp_path: Path):
     """A copy of the shared run's warehouse (ctr_scores holds 500 rows for DS) and an empty artifact root."""
@@ -145,33 +129,13 @@ def _counts(run) -> list[tuple[str, int]]:
     return [*table, ("latest", latest[0][0])]
 
 
-@pytest.mark.parametrize(
-    ("ds", "rows", "message"),
-    [
-        (DS, 0, r"0 rows to publish for ds=2026-11-21 \(the partition it replaces holds 500\)"),
-        (DS, 100, r"100 rows .*min_rows_vs_previous 0.5 of the 500 rows of the partition it replaces"),
-        ("2026-11-22", 0, r"0 rows to publish for ds=2026-11-22 \(the previous partition holds 500\)"),
-        ("2026-11-22", 249, r"249 rows .* of the 500 rows of the previous partition"),
-    ],
-)
-def test_an_empty_or_shrunken_day_is_not_published(copied, ctr_run, ds: str, rows: int, message: str) -> None:
-    from tfpipe_jobs.score_table import PartitionShrinkError
-
-    _scores_with(ctr_run, Path(copied.artifacts), ds, rows)
-    before = _counts(copied)
-    assert before == [(DS, 500), ("latest", DS)]
-    with pytest.raises(PartitionShrinkError, match=message + r".*Nothing was changed.*score.allow_fewer_rows=true"):
-        copied.run("publish-scores", ds=ds)
-    assert _counts(copied) == before  # the published day and the latest view stay
-
-
 def test_a_day_that_really_is_small_is_published_when_allowed(copied, ctr_run) -> None:
-    _scores_with(ctr_run, Path(copied.artifacts), "2026-11-22", 100)
+    ctr_run.write_scores(Path(copied.artifacts), "2026-11-22", 100)
     result = copied.run("publish-scores", "--set", "score.allow_fewer_rows=true", ds="2026-11-22")
     assert result["rows"] == 100
     assert _counts(copied) == [(DS, 500), ("2026-11-22", 100), ("latest", "2026-11-22")]
 
 
 def test_a_day_within_the_threshold_is_published(copied, ctr_run) -> None:
-    _scores_with(ctr_run, Path(copied.artifacts), "2026-11-22", 250)
+    ctr_run.write_scores(Path(copied.artifacts), "2026-11-22", 250)
     assert copied.run("publish-scores", ds="2026-11-22")["rows"] == 250
