@@ -473,7 +473,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             runner=make_runner(ctx.runner),
             options=make_options(ctx.runner, cfg.score.direct_num_workers, ctx.beam_args),
         )
-        shards = read_shards(ctx.runner, cfg.score.direct_num_workers)
+        shards = read_shards(ctx.runner, cfg.score.direct_num_workers, cfg.score.distributed_read_shards)
         _ = (
             pipeline
             | "Shards" >> beam.Create([(i, shards) for i in range(shards)])

@@ -109,7 +109,7 @@ class EncodeExamples(beam.DoFn):  # type: ignore[misc]
 def read_splits(pipeline: beam.Pipeline, ctx: JobContext, label: str, analysis_only: bool) -> Any:
     """The day's rows, typed and split, from one or several parallel reads of the warehouse."""
     spec, cfg = ctx.spec, ctx.config.extract
-    shards = read_shards(ctx.runner, cfg.direct_num_workers)
+    shards = read_shards(ctx.runner, cfg.direct_num_workers, cfg.distributed_read_shards)
     outputs = (SPLIT_TRAIN,) if analysis_only else (SPLIT_TRAIN, SPLIT_EVAL, "eval_raw")
     return (
         pipeline

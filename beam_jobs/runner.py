@@ -88,14 +88,17 @@ def fan_out(runner: str) -> Any:
     return beam.Reshuffle()
 
 
-def read_shards(runner: str, num_workers: int) -> int:
-    """How many parallel reads split the source locally: one per worker process.
+def read_shards(runner: str, num_workers: int, distributed: int) -> int:
+    """How many parallel reads split the source: locally one per worker process, on a
+    distributed runner `distributed` (the stage's `distributed_read_shards`).
 
     A single read is one bundle, and the FnApiRunner fuses everything after it into the
     worker that runs that bundle; several reads (each a hash range of the keys) give each
-    worker its own part. On a distributed runner the Reshuffle after one read spreads the work.
+    worker its own part. On Dataflow a single read would be one worker streaming the whole
+    day however many workers the job has; each hash range is a read of its own that the
+    service hands to any worker, and the Reshuffle after the reads spreads the batches.
     """
-    return num_workers if runner in LOCAL_RUNNERS else 1
+    return num_workers if runner in LOCAL_RUNNERS else distributed
 
 
 def reread(runner: str) -> bool:

@@ -42,6 +42,13 @@ class ExtractConfig(_Stage):
     sample_fraction: float = Field(default=1.0, gt=0, le=1, description="deterministic sample of keys")
     batch_rows: int = Field(default=8192, ge=64, description="rows per Arrow record batch")
     direct_num_workers: int = Field(default=1, ge=1, le=64, description="local Beam worker processes")
+    distributed_read_shards: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="hash ranges of the keys read in parallel on Dataflow (each is a query of its own: BigQuery "
+        "bills the day's bytes once per range)",
+    )
     rows_per_shard: int = Field(
         default=100_000, ge=1000, description="train/eval TFRecord files hold at most this many rows each"
     )
@@ -88,6 +95,13 @@ class ScoreConfig(_Stage):
     batch_rows: int = Field(default=65536, ge=1, le=1 << 20, description="rows per model call")
     direct_num_workers: int = Field(
         default=1, ge=1, le=64, description="local Beam worker processes, each loading the model once"
+    )
+    distributed_read_shards: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="hash ranges of the keys read in parallel on Dataflow (each is a query of its own: BigQuery "
+        "bills the day's bytes once per range)",
     )
     min_rows_vs_previous: float = Field(
         default=0.5,

@@ -162,5 +162,5 @@ def test_local_worker_processes_do_not_import_from_the_working_directory(monkeyp
 
 
 def test_reads_split_per_local_worker_and_analysis_rereads_locally_only() -> None:
-    assert runner.read_shards("DirectRunner", 3) == 3 and runner.read_shards("DataflowRunner", 3) == 1
+    assert runner.read_shards("DirectRunner", 3, 8) == 3 and runner.read_shards("DataflowRunner", 3, 8) == 8
     assert runner.reread("FnApiRunner") and not runner.reread("DataflowRunner")
