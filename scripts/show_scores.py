@@ -19,7 +19,7 @@ def main() -> int:
     args = parser.parse_args()
     spec = load_spec(args.spec)
     path = args.warehouse.removeprefix("duckdb://")
-    table, view, keys = spec.scoring.table, f"{spec.pipeline}_scores_latest", spec.scoring.keys
+    table, view, keys = spec.scoring.table, spec.scoring.latest_view, spec.scoring.keys
     con = duckdb.connect(path, read_only=True)
     rows = con.execute(f'SELECT count(*) FROM "{table}" WHERE ds = $ds', {"ds": args.ds}).fetchone()
     n = int(rows[0]) if rows else 0

@@ -3,7 +3,7 @@
 local: DuckDB; the day's rows are deleted and inserted in one transaction, so a reader
 sees the old partition or the new one, never a mix and never both. gcp: one BigQuery
 load job into `table$YYYYMMDD` with WRITE_TRUNCATE, which replaces that partition
-atomically. Either way the `<pipeline>_scores_latest` view shows the newest partition,
+atomically. Either way the `<table>_latest` view shows the newest partition,
 and the number of rows in the partition is checked against what batch_score wrote.
 
 With `scoring.top_k` in the spec only the best k rows per group are published (ties
@@ -58,15 +58,11 @@ def check_not_shrinking(ctx: JobContext, new_rows: int, counts: list[tuple[Any, 
         return
     raise PartitionShrinkError(
         f"{ctx.spec.scoring.table}: {problem}. Nothing was changed: the existing partition and "
-        f"{latest_view(ctx.spec.pipeline)} stay as they were. Check the scoring query "
+        f"{ctx.spec.scoring.latest_view} stay as they were. Check the scoring query "
         f"({ctx.spec.directory / ctx.spec.scoring.sql}) for this ds; if the day really is this small, rerun with "
         "score.allow_fewer_rows=true (TFPIPE_SCORE_ALLOW_FEWER_ROWS=true, or the trigger param where the spec "
         "makes it overridable)"
     )
-
-
-def latest_view(pipeline: str) -> str:
-    return f"{pipeline}_scores_latest"
 
 
 def publish(ctx: JobContext) -> dict[str, Any]:
@@ -86,14 +82,14 @@ def publish(ctx: JobContext) -> dict[str, Any]:
         ctx.spec.scoring.table,
         ctx.ds,
         summary["model_version"],
-        latest_view(ctx.spec.pipeline),
+        ctx.spec.scoring.latest_view,
     )
     return {
         "table": ctx.spec.scoring.table,
         "ds": ctx.ds.isoformat(),
         "rows": written,
         "rows_scored": summary["rows"],
-        "view": latest_view(ctx.spec.pipeline),
+        "view": ctx.spec.scoring.latest_view,
         "model_version": summary["model_version"],
     }
 
@@ -148,7 +144,7 @@ def _publish_duckdb(ctx: JobContext, files: list[str], summary: dict[str, Any]) 
         rows = published_rows_sql(ctx.spec, source, '"', summary.get("score_column"))
         con.execute(f'INSERT INTO "{table}" {rows}', {"files": files})
         con.execute(
-            f'CREATE OR REPLACE VIEW "{latest_view(ctx.spec.pipeline)}" AS '
+            f'CREATE OR REPLACE VIEW "{ctx.spec.scoring.latest_view}" AS '
             f'SELECT * FROM "{table}" WHERE ds = (SELECT max(ds) FROM "{table}")'
         )
         row = con.execute(f'SELECT count(*) FROM "{table}" WHERE ds = $ds', {"ds": ctx.ds}).fetchone()
@@ -206,7 +202,7 @@ def _publish_bigquery(ctx: JobContext, scores_dir: str, summary: dict[str, Any])
             client.query(sql, job_config=ranked).result()
         finally:
             client.delete_table(staging, not_found_ok=True)
-    view = bigquery.Table(f"{project}.{dataset}.{latest_view(ctx.spec.pipeline)}")
+    view = bigquery.Table(f"{project}.{dataset}.{ctx.spec.scoring.latest_view}")
     view.view_query = f"SELECT * FROM `{table_id}` WHERE ds = (SELECT MAX(ds) FROM `{table_id}`)"
     client.delete_table(view, not_found_ok=True)
     client.create_table(view)

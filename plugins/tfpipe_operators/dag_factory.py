@@ -211,7 +211,13 @@ def build_dag(spec: PipelineSpec, profile: Profile) -> DAG:
     dag = DAG(
         dag_id=spec.dag_id,
         description=spec.description.strip().splitlines()[0] if spec.description.strip() else None,
-        doc_md=f"### {spec.pipeline}\n\n{spec.description}\n\nSpec: `{spec.path}`",
+        doc_md=(
+            f"### {spec.pipeline}\n\n{spec.description}\n\nSpec: `{spec.path}`\n\n"
+            f"Scores land in the warehouse `{profile.warehouse}`: table `{spec.scoring.table}` (one partition "
+            f"per `ds`) and view `{spec.scoring.latest_view}` (the newest day). Artifacts: "
+            f"`{profile.artifact_root}/{spec.pipeline}/<ds>/`; the blessed model: "
+            f"`{profile.artifact_root}/{spec.pipeline}/registry/blessed.json`."
+        ),
         schedule=CronDataIntervalTimetable(cron, timezone="UTC"),
         start_date=start,
         catchup=False,

@@ -183,6 +183,11 @@ class Scoring(BaseModel):
         default=False, description="the query deliberately ignores @ds (same rows every day); else it must use @ds"
     )
 
+    @property
+    def latest_view(self) -> str:
+        """The view analysts read for the newest partition: named after the table it shows."""
+        return f"{self.table}_latest"
+
     @model_validator(mode="after")
     def _groups_are_keys(self) -> Scoring:
         if self.top_k is not None:

@@ -185,8 +185,19 @@ def _check_query(
         if wrong:
             problems += 1
             report.fail(check, f"{where}: column '{column}' {wrong}")
-    if not problems:
-        report.ok(check, f"{where}: runs on DuckDB ({bound}) and returns all {len(query.columns)} spec columns")
+    if problems:
+        return
+    report.ok(check, f"{where}: runs on DuckDB ({bound}) and returns all {len(query.columns)} spec columns")
+    counted = sqlglot.transpile(f"SELECT COUNT(*) FROM (\n{body}\n) AS q", read="bigquery", write="duckdb")[0]
+    rows = int(con.execute(counted, {name: values[name] for name in used}).fetchall()[0][0])
+    if rows:
+        report.ok(check, f"{where}: returns {rows:,} rows for ds {values['ds']}")
+    else:
+        report.warn(
+            check,
+            f"{where}: returns 0 rows for ds {values['ds']}: a run of that day would stop (extract) or be refused "
+            "(score); pass --ds for a day that has data",
+        )
 
 
 def _type_problem(spec: PipelineSpec, column: str, duck_type: str) -> str | None:
@@ -281,13 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("TFPIPE_WAREHOUSE"),
         help="duckdb:///path/to/warehouse.duckdb (default: $TFPIPE_WAREHOUSE); opened read-only",
     )
+    parser.add_argument(
+        "--ds",
+        type=date.fromisoformat,
+        default=None,
+        help="the day the SQL is dry-run for, YYYY-MM-DD (default: yesterday, tonight's scheduled run)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     report = Report()
-    ok = validate(args.spec, args.warehouse, report)
+    ok = validate(args.spec, args.warehouse, report, args.ds)
     print(f"{'valid' if ok else 'INVALID'}: {args.spec}")
     return 0 if ok else 1
 

@@ -127,3 +127,11 @@ def test_assets_callbacks_and_docs(ctr_spec_path: Path) -> None:
     assert all(t.retry_exponential_backoff for t in dag.tasks)
     assert all(t.doc_md for t in dag.tasks)
     assert dag.get_task("train").execution_timeout.total_seconds() == 8 * 3600
+
+
+def test_the_dag_doc_says_where_the_scores_land(ctr_spec_path: Path) -> None:
+    profile = Profile(warehouse="duckdb:///srv/warehouse.duckdb", artifact_root="/srv/artifacts")
+    doc = build_dag(load_spec(ctr_spec_path), profile).doc_md or ""
+    assert "warehouse `duckdb:///srv/warehouse.duckdb`" in doc
+    assert "table `ctr_scores`" in doc and "view `ctr_scores_latest`" in doc
+    assert "`/srv/artifacts/ctr/registry/blessed.json`" in doc

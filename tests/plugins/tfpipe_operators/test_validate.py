@@ -213,7 +213,7 @@ def test_static_sql_turns_the_missing_ds_into_a_warning(
     _edit(spec_dir / "pipeline.yaml", "  table: ctr_scores\n", "  table: ctr_scores\n  static_sql: true\n")
     code, lines = _run(capsys, str(spec_dir / "pipeline.yaml"), "--warehouse", warehouse)
     assert code == 0, "\n".join(lines)
-    [warning] = [line for line in lines if line.startswith("WARN")]
+    [warning] = [line for line in lines if line.startswith("WARN") and "@ds" in line]  # (and 0 rows: empty tables)
     assert warning.startswith(f"WARN scoring sql: {spec_dir / 'score.sql'}: does not use @ds")
     assert any(line.startswith("OK   scoring sql") and "(no parameters)" in line for line in lines)
 
@@ -227,3 +227,22 @@ def test_a_syntax_error_names_the_file_and_its_own_line(
     [fail] = _fails(lines)
     line = _line_of(spec_dir / "train.sql", "CAST(hour AS)")
     assert fail.startswith(f"FAIL source sql: {spec_dir / 'train.sql'}:{line}: not valid BigQuery SQL: Expected TYPE")
+
+
+def test_ds_picks_the_day_and_the_rows_are_counted(
+    spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import date
+
+    from tfpipe_jobs import sample_data
+
+    db = tmp_path / "filled.duckdb"
+    sample_data.generate(db, date(2026, 11, 21), days=1, rows_per_day=300, candidates_per_day=40, seed=3)
+    spec = str(spec_dir / "pipeline.yaml")
+    code, lines = _run(capsys, spec, "--warehouse", f"duckdb://{db}", "--ds", "2026-11-21")
+    assert code == 0, "\n".join(lines)
+    assert any(line.startswith("OK   source sql") and "returns 300 rows for ds 2026-11-21" in line for line in lines)
+    assert any(line.startswith("OK   scoring sql") and "returns 40 rows for ds 2026-11-21" in line for line in lines)
+    code, lines = _run(capsys, spec, "--warehouse", f"duckdb://{db}", "--ds", "2026-12-25")
+    warned = [line for line in lines if line.startswith("WARN") and "returns 0 rows for ds 2026-12-25" in line]
+    assert code == 0 and len(warned) == 2
