@@ -176,7 +176,8 @@ def job_pod(
     if step in DATAFLOW_STEPS:
         job_name = dataflow_job_name(spec.dag_id, step)
         return DataflowPodOperator(
-            arguments=[*arguments, *(x for opt in profile.dataflow_args(job_name) for x in ("--beam-arg", opt))],
+            # One token each: a separate `--job_name=...` after `--beam-arg` reads as an option of its own.
+            arguments=[*arguments, *(f"--beam-arg={opt}" for opt in profile.dataflow_args(job_name))],
             dataflow_job_name=job_name,
             dataflow_region=profile.gcp_region,
             gcp_conn_id=profile.gcp_conn_id,

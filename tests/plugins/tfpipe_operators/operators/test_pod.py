@@ -12,7 +12,8 @@ from googleapiclient.discovery import build
 from googleapiclient.http import HttpMockSequence
 from kubernetes.client import ApiClient
 
-from tfpipe_operators.dag_factory import build_dag, build_tune_dag
+from tfpipe_jobs import cli
+from tfpipe_operators.dag_factory import STEPS, build_dag, build_tune_dag
 from tfpipe_operators.operators.pod import TfpipePodOperator, TfpipeTrainPodOperator, pod_kwargs
 from tfpipe_operators.profiles import load_profile
 from tfpipe_operators.spec import SpecError, load_spec
@@ -83,10 +84,18 @@ def _rendered(task_id: str, ctr_spec_path: Path, try_number: int = 1):
 def test_dataflow_steps_pass_the_rendered_job_name_and_options(ctr_spec_path: Path) -> None:
     op = _rendered("batch_score", ctr_spec_path, try_number=3)
     assert op.dataflow_job_name == "tfpipe-ctr-daily-batch-score-20261121-t03"
-    beam_args = [op.arguments[i + 1] for i, a in enumerate(op.arguments) if a == "--beam-arg"]
+    # exactly what the job command's parser makes of the pod's arguments
+    beam_args = cli.build_parser().parse_args(op.arguments).beam_arg
     assert "--job_name=tfpipe-ctr-daily-batch-score-20261121-t03" in beam_args
     assert f"--sdk_container_image={ENV['TFPIPE_DATAFLOW_IMAGE']}" in beam_args  # not the job image
     assert "--staging_location=gs://acme-ml-tfpipe/artifacts/_dataflow/staging" in beam_args
+
+
+@pytest.mark.parametrize("task_id", list(STEPS))
+def test_every_pod_command_parses_as_the_job_command(task_id: str, ctr_spec_path: Path) -> None:
+    op = _rendered(task_id, ctr_spec_path)
+    args = cli.build_parser().parse_args(op.arguments)
+    assert args.command == STEPS[task_id] and args.ds.isoformat() == "2026-11-21"
 
 
 class RecordingHttp(HttpMockSequence):
