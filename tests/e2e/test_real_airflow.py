@@ -223,3 +223,12 @@ def test_trigger_with_params_then_backfill(airflow: Airflow) -> None:
     # a backfilled older day never replaces the newer blessed model
     blessed = json.loads((airflow.root / "artifacts" / "ctr" / "registry" / "blessed.json").read_text())
     assert blessed["ds"] == DS.isoformat()
+    # each day is scored by the model blessed as of that day, however the runs interleaved
+    history = blessed["history"]
+    for day in [*BACKFILL, DS]:
+        as_of = [e for e in history if e["ds"] <= day.isoformat()][-1]
+        with duckdb.connect(airflow.env["TFPIPE_WAREHOUSE"].removeprefix("duckdb://"), read_only=True) as con:
+            scored = con.execute("SELECT DISTINCT model_version FROM ctr_scores WHERE ds = $ds", {"ds": day}).fetchall()
+        assert scored == [(as_of["model_version"],)], day
+        verdict = (airflow.root / "artifacts" / "ctr" / day.isoformat() / "eval" / "verdict").read_text().strip()
+        assert (as_of["ds"] == day.isoformat()) == (verdict == "blessed"), day  # its own model when blessed
