@@ -9,7 +9,9 @@ Writes the model package (published atomically as `<root>/<pipeline>/<ds>/model/
   dataset.json      rows, label balance, vocabulary sizes, the ds window
 Checkpoints, the epoch history and TensorBoard logs go to `<ds>/checkpoints/<config hash>/`,
 outside the staged folder, so a restarted pod (a preempted node) resumes from the last
-finished epoch instead of starting over; the folder is removed once the package is published.
+finished epoch instead of starting over, and ends where an uninterrupted run would (same
+kept epoch, weights and metrics: `checkpointing`); the folder is removed once the package
+is published.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import tf_keras as keras
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.beam_jobs.preprocessing import cardinality
 from tfpipe_jobs.context import JobContext
-from tfpipe_jobs.training import input_pipeline, models
+from tfpipe_jobs.training import checkpointing, input_pipeline, models
 from tfpipe_operators.features import LABEL_KEY, SPLIT_EVAL, SPLIT_TRAIN
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     # removed with the process's temporary folder.
     cache_dir = tempfile.TemporaryDirectory(prefix="tfpipe-train-cache-") if cfg.cache_parsed else None
     rows_per_record = input_pipeline.rows_per_record(data_dir)
+    # The epoch about to start, which seeds its shuffle; saved with each epoch's checkpoint.
+    next_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="next_epoch")
     train_ds = input_pipeline.dataset(
         input_pipeline.files(data_dir, SPLIT_TRAIN),
         feature_spec,
@@ -86,6 +90,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
         shuffle_buffer=cfg.shuffle_buffer,
         cache_file=os.path.join(cache_dir.name, SPLIT_TRAIN) if cache_dir else None,
         rows_per_record=rows_per_record,
+        epoch=next_epoch,
+        rows=input_pipeline.split_rows(data_dir, SPLIT_TRAIN),
     )
     # Eval batches only feed metrics (loss and AUC are weighted by rows, not by batch), so
     # they take the parse block's size: validation costs a fraction of a training epoch.
@@ -97,6 +103,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         seed=cfg.seed,
         cache_file=os.path.join(cache_dir.name, SPLIT_EVAL) if cache_dir else None,
         rows_per_record=rows_per_record,
+        rows=input_pipeline.split_rows(data_dir, SPLIT_EVAL),
     )
     # Everything a restarted attempt needs lives outside the staged folder, keyed by config.
     work_dir = artifacts.join(ctx.paths.day, "checkpoints", ctx.config.digest())
@@ -107,23 +114,42 @@ def run(ctx: JobContext) -> dict[str, Any]:
             model = models.build(
                 ctx.spec.features, cards, ctx.spec.label.task, ctx.spec.label.num_classes, cfg, label_mean(ctx)
             )
-        callbacks = [
-            # Before the backup: a kill between the two repeats an epoch row (deduplicated
-            # below) instead of losing one.
-            keras.callbacks.CSVLogger(history_csv, append=True),
-            keras.callbacks.BackupAndRestore(artifacts.join(work_dir, "backup")),
-            keras.callbacks.TensorBoard(artifacts.join(work_dir, "logs"), profile_batch=0),
-        ]
         stopper = None
         if cfg.early_stopping_patience:
             monitor, mode = early_stopping_target(ctx)
             # The saved model is the best epoch's, not the last one's.
-            stopper = keras.callbacks.EarlyStopping(
-                monitor=monitor, mode=mode, patience=cfg.early_stopping_patience, restore_best_weights=True
-            )
-            callbacks.append(stopper)
+            stopper = checkpointing.ResumableEarlyStopping(model, monitor, mode, cfg.early_stopping_patience)
+        checkpoint = checkpointing.EpochCheckpoint(artifacts.join(work_dir, "state"), model, next_epoch, stopper)
+        with distribution.scope():
+            first_epoch = checkpoint.restore()
+        callbacks = [
+            # Before the checkpoint: a kill between the two repeats an epoch row (deduplicated
+            # below) instead of losing one.
+            keras.callbacks.CSVLogger(history_csv, append=True),
+            # Early stopping's state of an epoch goes into that epoch's checkpoint.
+            *([stopper] if stopper else []),
+            checkpoint,
+            keras.callbacks.TensorBoard(artifacts.join(work_dir, "logs"), profile_batch=0),
+        ]
+        epochs_this_attempt = 0
         try:
-            history = model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
+            if (stopper is not None and stopper.has_stopped) or first_epoch >= cfg.epochs:
+                # The killed attempt had finished training (it was saving the model): train no further.
+                log.info("train: the previous attempt finished training at epoch %d; not training again", first_epoch)
+                if stopper is not None:
+                    stopper.load_state()
+                    if stopper.best_weights is not None:
+                        model.set_weights(stopper.best_weights)
+            else:
+                history = model.fit(
+                    train_ds,
+                    validation_data=eval_ds,
+                    epochs=cfg.epochs,
+                    initial_epoch=first_epoch,
+                    callbacks=callbacks,
+                    verbose=2,
+                )
+                epochs_this_attempt = len(history.epoch)
         finally:
             if cache_dir:
                 cache_dir.cleanup()
@@ -137,7 +163,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         artifacts.write_json(artifacts.join(out, "dataset.json"), dataset_metadata(ctx, cards))
         plot_curves(artifacts.join(out, "metrics.csv"), artifacts.join(out, "curves.png"))
     tf.io.gfile.rmtree(work_dir)
-    # The epoch whose weights were saved: under early stopping the best one this attempt saw.
+    # The epoch whose weights were saved: under early stopping the best one (over all attempts).
     kept = int(rows[-1]["epoch"])
     if stopper is not None and stopper.best_weights is not None:
         kept = stopper.best_epoch
@@ -146,7 +172,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "train: %d epochs of %s (this attempt ran %d), kept epoch %d: %s -> %s",
         len(rows),
         cfg.architecture,
-        len(history.epoch),
+        epochs_this_attempt,
         kept,
         final,
         ctx.paths.model,
@@ -155,7 +181,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "model": ctx.paths.model,
         "architecture": cfg.architecture,
         "epochs": len(rows),
-        "epochs_this_attempt": len(history.epoch),
+        "epochs_this_attempt": epochs_this_attempt,
         "kept_epoch": kept,
         "final": final,
     }

@@ -126,3 +126,33 @@ def test_records_whose_features_differ_in_rows_fail(tmp_path: Path) -> None:
 def test_missing_split_is_named(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"no train TFRecords under .*"):
         input_pipeline.files(str(tmp_path), "train")
+
+
+def test_epoch_variable_makes_each_epochs_order_independent_of_the_passes_before(
+    part_files: list[str], tmp_path: Path
+) -> None:
+    """A run resumed at epoch 2 sees epochs 2 and 3 in the order an uninterrupted run does,
+    although its dataset is fresh (its first pass reads the files and fills a new cache)."""
+
+    def passes(first: int, last: int, cache: Path) -> dict[int, np.ndarray]:
+        cache.parent.mkdir()
+        epoch = tf.Variable(first, dtype=tf.int64)
+        ds = input_pipeline.dataset(
+            part_files, SPEC, 256, shuffle=True, seed=7, shuffle_buffer=8192, cache_file=str(cache), epoch=epoch
+        )
+        orders = {}
+        for e in range(first, last + 1):
+            epoch.assign(e)
+            orders[e] = epoch_rows(ds)
+        return orders
+
+    uninterrupted = passes(0, 3, tmp_path / "a" / "train")
+    resumed = passes(2, 3, tmp_path / "b" / "train")
+    for e in (2, 3):
+        np.testing.assert_array_equal(resumed[e], uninterrupted[e])
+    assert sorted(resumed[3].tolist()) == list(range(ROWS))
+    assert not np.array_equal(uninterrupted[2], uninterrupted[3])  # still a new order every epoch
+
+
+def epoch_rows(ds: tf.data.Dataset) -> np.ndarray:
+    return epoch(ds)[0]
