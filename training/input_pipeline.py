@@ -42,6 +42,10 @@ READ_BUFFER = 4 << 20
 PARSE_BLOCK = 4096
 
 
+class CorruptShardError(OSError):
+    """A transformed TFRecord shard does not read or parse through: the extract must rewrite it."""
+
+
 def files(data_dir: str, split: str) -> list[str]:
     found = artifacts.glob(artifacts.join(data_dir, split, "part-*"))
     if not found:
@@ -54,6 +58,31 @@ def split_rows(data_dir: str, split: str) -> int | None:
     stats = artifacts.read_json(artifacts.join(data_dir, "stats.json"))
     rows = stats.get("splits", {}).get(f"{split}_rows")
     return None if rows is None else int(rows)
+
+
+def check_shards(data_dir: str, splits: list[str], feature_spec: dict[str, Any], ds: str) -> None:
+    """Raise `CorruptShardError` naming the first shard of `splits` that fails to read or parse.
+
+    For the error path only (it reads every shard once more): tf.data's errors name no file
+    (a damaged gzip shard gives `DataLossError: inflate() failed`), so after one, each
+    shard is read on its own to find which it was.
+    """
+    packed_spec = packed_examples.packed_feature_spec(feature_spec)
+    for split in splits:
+        for path in files(data_dir, split):
+            records = tf.data.TFRecordDataset(path, compression_type="GZIP", buffer_size=READ_BUFFER)
+            try:
+                for block in records.batch(PARSE_BLOCK):
+                    packed_examples.unpack(tf.io.parse_example(block, packed_spec))
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as exc:
+                reason = (exc.message or type(exc).__name__).splitlines()[0]
+                # The op's wrapper names in front of the reader's own message say nothing to a user.
+                reason = reason.split("}} ", 1)[-1].split(" [Op:", 1)[0].strip()
+                raise CorruptShardError(
+                    f"{path}: this shard of the {split} split is corrupt ({type(exc).__name__}: {reason}). "
+                    f"Rerun extract_transform for ds {ds} (clear that day's extract_transform task) to "
+                    f"rewrite {data_dir}, then train again."
+                ) from exc
 
 
 def rows_per_record(data_dir: str) -> int:

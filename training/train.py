@@ -141,14 +141,19 @@ def run(ctx: JobContext) -> dict[str, Any]:
                     if stopper.best_weights is not None:
                         model.set_weights(stopper.best_weights)
             else:
-                history = model.fit(
-                    train_ds,
-                    validation_data=eval_ds,
-                    epochs=cfg.epochs,
-                    initial_epoch=first_epoch,
-                    callbacks=callbacks,
-                    verbose=2,
-                )
+                try:
+                    history = model.fit(
+                        train_ds,
+                        validation_data=eval_ds,
+                        epochs=cfg.epochs,
+                        initial_epoch=first_epoch,
+                        callbacks=callbacks,
+                        verbose=2,
+                    )
+                except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
+                    # Name the shard if one is corrupt; any other error goes on as it was.
+                    input_pipeline.check_shards(data_dir, [SPLIT_TRAIN, SPLIT_EVAL], feature_spec, ctx.ds.isoformat())
+                    raise
                 epochs_this_attempt = len(history.epoch)
         finally:
             if cache_dir:

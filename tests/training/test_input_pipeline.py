@@ -156,3 +156,39 @@ def test_epoch_variable_makes_each_epochs_order_independent_of_the_passes_before
 
 def epoch_rows(ds: tf.data.Dataset) -> np.ndarray:
     return epoch(ds)[0]
+
+
+def _damaged(path: str, tmp_path: Path, how: str) -> str:
+    """A copy of a gzip shard cut in half, or with a run of bytes flipped in its middle."""
+    data = bytearray(Path(path).read_bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        for i in range(len(data) // 3, len(data) // 3 + 64):
+            data[i] ^= 0xFF
+    target = tmp_path / "data" / "train" / Path(path).name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(bytes(data))
+    return str(target)
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped"])
+def test_a_corrupt_shard_is_named_with_its_split_and_the_fix(part_files: list[str], tmp_path: Path, how: str) -> None:
+    data_dir = tmp_path / "data"
+    for path in part_files:
+        (data_dir / "train").mkdir(parents=True, exist_ok=True)
+        (data_dir / "train" / Path(path).name).write_bytes(Path(path).read_bytes())
+    bad = _damaged(part_files[1], tmp_path, how)
+    # What training sees: an error that names no file.
+    with pytest.raises(tf.errors.DataLossError) as raw:
+        list(train_ds(input_pipeline.files(str(data_dir), "train"), seed=7))
+    assert "part-" not in str(raw.value)
+    with pytest.raises(input_pipeline.CorruptShardError) as named:
+        input_pipeline.check_shards(str(data_dir), ["train"], SPEC, "2026-11-21")
+    message = str(named.value)
+    assert message.startswith(f"{bad}: this shard of the train split is corrupt (DataLossError: ")
+    assert "Rerun extract_transform for ds 2026-11-21" in message
+
+
+def test_sound_shards_pass_the_check(part_files: list[str]) -> None:
+    input_pipeline.check_shards(str(Path(part_files[0]).parent.parent), [Path(part_files[0]).parent.name], SPEC, "x")
