@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import tempfile
 from datetime import timedelta
 from typing import Any
 
@@ -30,7 +29,7 @@ import tf_keras as keras
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.beam_jobs.preprocessing import cardinality
 from tfpipe_jobs.context import JobContext
-from tfpipe_jobs.training import checkpointing, input_pipeline, models
+from tfpipe_jobs.training import checkpointing, input_pipeline, models, parsed_cache
 from tfpipe_operators.features import LABEL_KEY, SPLIT_EVAL, SPLIT_TRAIN
 
 log = logging.getLogger(__name__)
@@ -75,9 +74,27 @@ def run(ctx: JobContext) -> dict[str, Any]:
     tft_output = tft.TFTransformOutput(data_dir)
     feature_spec = tft_output.transformed_feature_spec()
     cards = cardinalities(ctx, tft_output)
-    # Parsed epochs are cached on local disk (the pod's own, never the artifact store) and
-    # removed with the process's temporary folder.
-    cache_dir = tempfile.TemporaryDirectory(prefix="tfpipe-train-cache-") if cfg.cache_parsed else None
+    # Parsed epochs are cached on local disk (the pod's own, never the artifact store), in a
+    # folder named for this process and removed on any exit; what a killed one left is swept.
+    parsed_cache.sweep()
+    cache_dir = parsed_cache.create() if cfg.cache_parsed else None
+    try:
+        return _train(ctx, data_dir, distribution, feature_spec, cards, cache_dir)
+    finally:
+        # Also on SystemExit / KeyboardInterrupt (a SIGTERM turned into an exception).
+        parsed_cache.remove(cache_dir)
+
+
+def _train(
+    ctx: JobContext,
+    data_dir: str,
+    distribution: tf.distribute.Strategy,
+    feature_spec: dict[str, Any],
+    cards: dict[str, int],
+    cache_dir: str | None,
+) -> dict[str, Any]:
+    """Fit (or resume) and publish the model package; the parsed cache, if any, in `cache_dir`."""
+    cfg = ctx.config.train
     rows_per_record = input_pipeline.rows_per_record(data_dir)
     # The epoch about to start, which seeds its shuffle; saved with each epoch's checkpoint.
     next_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="next_epoch")
@@ -88,7 +105,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         shuffle=True,
         seed=cfg.seed,
         shuffle_buffer=cfg.shuffle_buffer,
-        cache_file=os.path.join(cache_dir.name, SPLIT_TRAIN) if cache_dir else None,
+        cache_file=os.path.join(cache_dir, SPLIT_TRAIN) if cache_dir else None,
         rows_per_record=rows_per_record,
         epoch=next_epoch,
         rows=input_pipeline.split_rows(data_dir, SPLIT_TRAIN),
@@ -101,7 +118,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         max(cfg.batch_size, input_pipeline.PARSE_BLOCK),
         shuffle=False,
         seed=cfg.seed,
-        cache_file=os.path.join(cache_dir.name, SPLIT_EVAL) if cache_dir else None,
+        cache_file=os.path.join(cache_dir, SPLIT_EVAL) if cache_dir else None,
         rows_per_record=rows_per_record,
         rows=input_pipeline.split_rows(data_dir, SPLIT_EVAL),
     )
@@ -132,32 +149,29 @@ def run(ctx: JobContext) -> dict[str, Any]:
             keras.callbacks.TensorBoard(artifacts.join(work_dir, "logs"), profile_batch=0),
         ]
         epochs_this_attempt = 0
-        try:
-            if (stopper is not None and stopper.has_stopped) or first_epoch >= cfg.epochs:
-                # The killed attempt had finished training (it was saving the model): train no further.
-                log.info("train: the previous attempt finished training at epoch %d; not training again", first_epoch)
-                if stopper is not None:
-                    stopper.load_state()
-                    if stopper.best_weights is not None:
-                        model.set_weights(stopper.best_weights)
-            else:
-                try:
-                    history = model.fit(
-                        train_ds,
-                        validation_data=eval_ds,
-                        epochs=cfg.epochs,
-                        initial_epoch=first_epoch,
-                        callbacks=callbacks,
-                        verbose=2,
-                    )
-                except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
-                    # Name the shard if one is corrupt; any other error goes on as it was.
-                    input_pipeline.check_shards(data_dir, [SPLIT_TRAIN, SPLIT_EVAL], feature_spec, ctx.ds.isoformat())
-                    raise
-                epochs_this_attempt = len(history.epoch)
-        finally:
-            if cache_dir:
-                cache_dir.cleanup()
+        if (stopper is not None and stopper.has_stopped) or first_epoch >= cfg.epochs:
+            # The killed attempt had finished training (it was saving the model): train no further.
+            log.info("train: the previous attempt finished training at epoch %d; not training again", first_epoch)
+            if stopper is not None:
+                stopper.load_state()
+                if stopper.best_weights is not None:
+                    model.set_weights(stopper.best_weights)
+        else:
+            try:
+                history = model.fit(
+                    train_ds,
+                    validation_data=eval_ds,
+                    epochs=cfg.epochs,
+                    initial_epoch=first_epoch,
+                    callbacks=callbacks,
+                    verbose=2,
+                )
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
+                # Name the shard if one is corrupt; any other error goes on as it was.
+                input_pipeline.check_shards(data_dir, [SPLIT_TRAIN, SPLIT_EVAL], feature_spec, ctx.ds.isoformat())
+                raise
+            epochs_this_attempt = len(history.epoch)
+        parsed_cache.remove(cache_dir)  # done with it: free the disk before the package is written
         model.save(artifacts.join(out, "keras_model"), include_optimizer=False)
         rows = write_metrics(history_csv, artifacts.join(out, "metrics.csv"))
         artifacts.copy_tree(artifacts.join(work_dir, "logs"), artifacts.join(out, "logs"))
