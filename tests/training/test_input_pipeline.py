@@ -192,3 +192,12 @@ def test_a_corrupt_shard_is_named_with_its_split_and_the_fix(part_files: list[st
 
 def test_sound_shards_pass_the_check(part_files: list[str]) -> None:
     input_pipeline.check_shards(str(Path(part_files[0]).parent.parent), [Path(part_files[0]).parent.name], SPEC, "x")
+
+
+def test_declared_rows_fix_the_number_of_batches(part_files: list[str]) -> None:
+    ds = input_pipeline.dataset(part_files, SPEC, 256, shuffle=True, seed=7, rows=ROWS)
+    assert int(ds.cardinality()) == -(-ROWS // 256)  # Keras runs exactly this many steps per epoch
+    assert sum(1 for _ in ds) == -(-ROWS // 256)
+    wrong = input_pipeline.dataset(part_files, SPEC, 256, shuffle=True, seed=7, rows=ROWS + 256)
+    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain"):
+        list(wrong)
