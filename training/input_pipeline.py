@@ -46,6 +46,10 @@ class CorruptShardError(OSError):
     """A transformed TFRecord shard does not read or parse through: the extract must rewrite it."""
 
 
+class RowCountMismatchError(OSError):
+    """A split's TFRecords hold another number of rows than the extract's stats.json says."""
+
+
 def files(data_dir: str, split: str) -> list[str]:
     found = artifacts.glob(artifacts.join(data_dir, split, "part-*"))
     if not found:
@@ -186,7 +190,7 @@ def dataset(
         return features, label
 
     batches = parsed.rebatch(batch_size).map(split_label)
-    if rows is not None:
+    if rows is not None and not repeat:
         batches = batches.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
     return batches.prefetch(autotune).with_options(_options())
 

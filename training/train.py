@@ -170,6 +170,14 @@ def _train(
                 # Name the shard if one is corrupt; any other error goes on as it was.
                 input_pipeline.check_shards(data_dir, [SPLIT_TRAIN, SPLIT_EVAL], feature_spec, ctx.ds.isoformat())
                 raise
+            except tf.errors.FailedPreconditionError as exc:
+                if "expected to contain" not in str(exc):
+                    raise
+                raise input_pipeline.RowCountMismatchError(
+                    f"{data_dir}: the TFRecords do not hold the rows stats.json counts "
+                    f"({str(exc).split('}} ', 1)[-1].split(' [Op:', 1)[0].strip()}). "
+                    f"Rerun extract_transform for ds {ctx.ds.isoformat()} to rewrite the data, then train again."
+                ) from exc
             epochs_this_attempt = len(history.epoch)
         parsed_cache.remove(cache_dir)  # done with it: free the disk before the package is written
         model.save(artifacts.join(out, "keras_model"), include_optimizer=False)

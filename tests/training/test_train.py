@@ -93,3 +93,19 @@ def test_a_corrupt_shard_stops_training_naming_the_file(ctr_run, tmp_path: Path)
     assert message.startswith(f"{shard}: this shard of the eval split is corrupt (DataLossError: truncated record")
     assert "Rerun extract_transform for ds 2026-11-21" in message
     assert not (data.parent / "model").exists()
+
+
+def test_records_short_of_the_counted_rows_stop_training_naming_the_data(ctr_run, tmp_path: Path) -> None:
+    from tfpipe_jobs.training.input_pipeline import RowCountMismatchError
+
+    root = tmp_path / "artifacts"
+    data = root / "ctr" / "2026-11-21" / "data"
+    shutil.copytree(ctr_run.day() / "data", data)
+    stats = json.loads((data / "stats.json").read_text())
+    stats["splits"]["train_rows"] += 1000  # the shards hold fewer rows than the extract counted
+    (data / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(RowCountMismatchError) as raised:
+        ctr_run.run("train", "--set", "train.epochs=1", artifacts=str(root))
+    message = str(raised.value)
+    assert message.startswith(f"{data}: the TFRecords do not hold the rows stats.json counts (")
+    assert "Rerun extract_transform for ds 2026-11-21" in message
