@@ -73,7 +73,10 @@ def _tower(x: Any, cfg: TrainConfig, prefix: str) -> Any:
     for i, units in enumerate(cfg.hidden_units):
         x = keras.layers.Dense(units, activation="relu", name=f"{prefix}_dense_{i}")(x)
         if cfg.dropout:
-            x = keras.layers.Dropout(cfg.dropout, name=f"{prefix}_dropout_{i}")(x)
+            # A tf.random.Generator per layer: its state is a variable, saved with the epoch's
+            # checkpoint, so a resumed run draws the masks an uninterrupted one would (the
+            # default stateful ops restart their sequence in a new process).
+            x = keras.layers.Dropout(cfg.dropout, name=f"{prefix}_dropout_{i}", rng_type="stateful")(x)
     return x
 
 

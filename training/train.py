@@ -9,7 +9,9 @@ Writes the model package (published atomically as `<root>/<pipeline>/<ds>/model/
   dataset.json      rows, label balance, vocabulary sizes, the ds window
 Checkpoints, the epoch history and TensorBoard logs go to `<ds>/checkpoints/<config hash>/`,
 outside the staged folder, so a restarted pod (a preempted node) resumes from the last
-finished epoch instead of starting over; the folder is removed once the package is published.
+finished epoch instead of starting over, and ends where an uninterrupted run would (same
+kept epoch, weights and metrics: `checkpointing`); the folder is removed once the package
+is published.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import tempfile
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ import tf_keras as keras
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.beam_jobs.preprocessing import cardinality
 from tfpipe_jobs.context import JobContext
-from tfpipe_jobs.training import input_pipeline, models
+from tfpipe_jobs.training import checkpointing, input_pipeline, models, parsed_cache
 from tfpipe_operators.features import LABEL_KEY, SPLIT_EVAL, SPLIT_TRAIN
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,30 @@ def run(ctx: JobContext) -> dict[str, Any]:
     tft_output = tft.TFTransformOutput(data_dir)
     feature_spec = tft_output.transformed_feature_spec()
     cards = cardinalities(ctx, tft_output)
-    # Parsed epochs are cached on local disk (the pod's own, never the artifact store) and
-    # removed with the process's temporary folder.
-    cache_dir = tempfile.TemporaryDirectory(prefix="tfpipe-train-cache-") if cfg.cache_parsed else None
+    # Parsed epochs are cached on local disk (the pod's own, never the artifact store), in a
+    # folder named for this process and removed on any exit; what a killed one left is swept.
+    parsed_cache.sweep()
+    cache_dir = parsed_cache.create() if cfg.cache_parsed else None
+    try:
+        return _train(ctx, data_dir, distribution, feature_spec, cards, cache_dir)
+    finally:
+        # Also on SystemExit / KeyboardInterrupt (a SIGTERM turned into an exception).
+        parsed_cache.remove(cache_dir)
+
+
+def _train(
+    ctx: JobContext,
+    data_dir: str,
+    distribution: tf.distribute.Strategy,
+    feature_spec: dict[str, Any],
+    cards: dict[str, int],
+    cache_dir: str | None,
+) -> dict[str, Any]:
+    """Fit (or resume) and publish the model package; the parsed cache, if any, in `cache_dir`."""
+    cfg = ctx.config.train
     rows_per_record = input_pipeline.rows_per_record(data_dir)
+    # The epoch about to start, which seeds its shuffle; saved with each epoch's checkpoint.
+    next_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="next_epoch")
     train_ds = input_pipeline.dataset(
         input_pipeline.files(data_dir, SPLIT_TRAIN),
         feature_spec,
@@ -84,8 +105,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
         shuffle=True,
         seed=cfg.seed,
         shuffle_buffer=cfg.shuffle_buffer,
-        cache_file=os.path.join(cache_dir.name, SPLIT_TRAIN) if cache_dir else None,
+        cache_file=os.path.join(cache_dir, SPLIT_TRAIN) if cache_dir else None,
         rows_per_record=rows_per_record,
+        epoch=next_epoch,
+        rows=input_pipeline.split_rows(data_dir, SPLIT_TRAIN),
     )
     # Eval batches only feed metrics (loss and AUC are weighted by rows, not by batch), so
     # they take the parse block's size: validation costs a fraction of a training epoch.
@@ -95,8 +118,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
         max(cfg.batch_size, input_pipeline.PARSE_BLOCK),
         shuffle=False,
         seed=cfg.seed,
-        cache_file=os.path.join(cache_dir.name, SPLIT_EVAL) if cache_dir else None,
+        cache_file=os.path.join(cache_dir, SPLIT_EVAL) if cache_dir else None,
         rows_per_record=rows_per_record,
+        rows=input_pipeline.split_rows(data_dir, SPLIT_EVAL),
     )
     # Everything a restarted attempt needs lives outside the staged folder, keyed by config.
     work_dir = artifacts.join(ctx.paths.day, "checkpoints", ctx.config.digest())
@@ -107,26 +131,55 @@ def run(ctx: JobContext) -> dict[str, Any]:
             model = models.build(
                 ctx.spec.features, cards, ctx.spec.label.task, ctx.spec.label.num_classes, cfg, label_mean(ctx)
             )
-        callbacks = [
-            # Before the backup: a kill between the two repeats an epoch row (deduplicated
-            # below) instead of losing one.
-            keras.callbacks.CSVLogger(history_csv, append=True),
-            keras.callbacks.BackupAndRestore(artifacts.join(work_dir, "backup")),
-            keras.callbacks.TensorBoard(artifacts.join(work_dir, "logs"), profile_batch=0),
-        ]
         stopper = None
         if cfg.early_stopping_patience:
             monitor, mode = early_stopping_target(ctx)
             # The saved model is the best epoch's, not the last one's.
-            stopper = keras.callbacks.EarlyStopping(
-                monitor=monitor, mode=mode, patience=cfg.early_stopping_patience, restore_best_weights=True
-            )
-            callbacks.append(stopper)
-        try:
-            history = model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
-        finally:
-            if cache_dir:
-                cache_dir.cleanup()
+            stopper = checkpointing.ResumableEarlyStopping(model, monitor, mode, cfg.early_stopping_patience)
+        checkpoint = checkpointing.EpochCheckpoint(artifacts.join(work_dir, "state"), model, next_epoch, stopper)
+        with distribution.scope():
+            first_epoch = checkpoint.restore()
+        callbacks = [
+            # Before the checkpoint: a kill between the two repeats an epoch row (deduplicated
+            # below) instead of losing one.
+            keras.callbacks.CSVLogger(history_csv, append=True),
+            # Early stopping's state of an epoch goes into that epoch's checkpoint.
+            *([stopper] if stopper else []),
+            checkpoint,
+            keras.callbacks.TensorBoard(artifacts.join(work_dir, "logs"), profile_batch=0),
+        ]
+        epochs_this_attempt = 0
+        if (stopper is not None and stopper.has_stopped) or first_epoch >= cfg.epochs:
+            # The killed attempt had finished training (it was saving the model): train no further.
+            log.info("train: the previous attempt finished training at epoch %d; not training again", first_epoch)
+            if stopper is not None:
+                stopper.load_state()
+                if stopper.best_weights is not None:
+                    model.set_weights(stopper.best_weights)
+        else:
+            try:
+                history = model.fit(
+                    train_ds,
+                    validation_data=eval_ds,
+                    epochs=cfg.epochs,
+                    initial_epoch=first_epoch,
+                    callbacks=callbacks,
+                    verbose=2,
+                )
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
+                # Name the shard if one is corrupt; any other error goes on as it was.
+                input_pipeline.check_shards(data_dir, [SPLIT_TRAIN, SPLIT_EVAL], feature_spec, ctx.ds.isoformat())
+                raise
+            except tf.errors.FailedPreconditionError as exc:
+                if "expected to contain" not in str(exc):
+                    raise
+                raise input_pipeline.RowCountMismatchError(
+                    f"{data_dir}: the TFRecords do not hold the rows stats.json counts "
+                    f"({str(exc).split('}} ', 1)[-1].split(' [Op:', 1)[0].strip()}). "
+                    f"Rerun extract_transform for ds {ctx.ds.isoformat()} to rewrite the data, then train again."
+                ) from exc
+            epochs_this_attempt = len(history.epoch)
+        parsed_cache.remove(cache_dir)  # done with it: free the disk before the package is written
         model.save(artifacts.join(out, "keras_model"), include_optimizer=False)
         rows = write_metrics(history_csv, artifacts.join(out, "metrics.csv"))
         artifacts.copy_tree(artifacts.join(work_dir, "logs"), artifacts.join(out, "logs"))
@@ -137,7 +190,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         artifacts.write_json(artifacts.join(out, "dataset.json"), dataset_metadata(ctx, cards))
         plot_curves(artifacts.join(out, "metrics.csv"), artifacts.join(out, "curves.png"))
     tf.io.gfile.rmtree(work_dir)
-    # The epoch whose weights were saved: under early stopping the best one this attempt saw.
+    # The epoch whose weights were saved: under early stopping the best one (over all attempts).
     kept = int(rows[-1]["epoch"])
     if stopper is not None and stopper.best_weights is not None:
         kept = stopper.best_epoch
@@ -146,7 +199,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "train: %d epochs of %s (this attempt ran %d), kept epoch %d: %s -> %s",
         len(rows),
         cfg.architecture,
-        len(history.epoch),
+        epochs_this_attempt,
         kept,
         final,
         ctx.paths.model,
@@ -155,7 +208,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "model": ctx.paths.model,
         "architecture": cfg.architecture,
         "epochs": len(rows),
-        "epochs_this_attempt": len(history.epoch),
+        "epochs_this_attempt": epochs_this_attempt,
         "kept_epoch": kept,
         "final": final,
     }

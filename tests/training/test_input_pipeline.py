@@ -126,3 +126,78 @@ def test_records_whose_features_differ_in_rows_fail(tmp_path: Path) -> None:
 def test_missing_split_is_named(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"no train TFRecords under .*"):
         input_pipeline.files(str(tmp_path), "train")
+
+
+def test_epoch_variable_makes_each_epochs_order_independent_of_the_passes_before(
+    part_files: list[str], tmp_path: Path
+) -> None:
+    """A run resumed at epoch 2 sees epochs 2 and 3 in the order an uninterrupted run does,
+    although its dataset is fresh (its first pass reads the files and fills a new cache)."""
+
+    def passes(first: int, last: int, cache: Path) -> dict[int, np.ndarray]:
+        cache.parent.mkdir()
+        epoch = tf.Variable(first, dtype=tf.int64)
+        ds = input_pipeline.dataset(
+            part_files, SPEC, 256, shuffle=True, seed=7, shuffle_buffer=8192, cache_file=str(cache), epoch=epoch
+        )
+        orders = {}
+        for e in range(first, last + 1):
+            epoch.assign(e)
+            orders[e] = epoch_rows(ds)
+        return orders
+
+    uninterrupted = passes(0, 3, tmp_path / "a" / "train")
+    resumed = passes(2, 3, tmp_path / "b" / "train")
+    for e in (2, 3):
+        np.testing.assert_array_equal(resumed[e], uninterrupted[e])
+    assert sorted(resumed[3].tolist()) == list(range(ROWS))
+    assert not np.array_equal(uninterrupted[2], uninterrupted[3])  # still a new order every epoch
+
+
+def epoch_rows(ds: tf.data.Dataset) -> np.ndarray:
+    return epoch(ds)[0]
+
+
+def _damaged(path: str, tmp_path: Path, how: str) -> str:
+    """A copy of a gzip shard cut in half, or with a run of bytes flipped in its middle."""
+    data = bytearray(Path(path).read_bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        for i in range(len(data) // 3, len(data) // 3 + 64):
+            data[i] ^= 0xFF
+    target = tmp_path / "data" / "train" / Path(path).name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(bytes(data))
+    return str(target)
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped"])
+def test_a_corrupt_shard_is_named_with_its_split_and_the_fix(part_files: list[str], tmp_path: Path, how: str) -> None:
+    data_dir = tmp_path / "data"
+    for path in part_files:
+        (data_dir / "train").mkdir(parents=True, exist_ok=True)
+        (data_dir / "train" / Path(path).name).write_bytes(Path(path).read_bytes())
+    bad = _damaged(part_files[1], tmp_path, how)
+    # What training sees: an error that names no file.
+    with pytest.raises(tf.errors.DataLossError) as raw:
+        list(train_ds(input_pipeline.files(str(data_dir), "train"), seed=7))
+    assert "part-" not in str(raw.value)
+    with pytest.raises(input_pipeline.CorruptShardError) as named:
+        input_pipeline.check_shards(str(data_dir), ["train"], SPEC, "2026-11-21")
+    message = str(named.value)
+    assert message.startswith(f"{bad}: this shard of the train split is corrupt (DataLossError: ")
+    assert "Rerun extract_transform for ds 2026-11-21" in message
+
+
+def test_sound_shards_pass_the_check(part_files: list[str]) -> None:
+    input_pipeline.check_shards(str(Path(part_files[0]).parent.parent), [Path(part_files[0]).parent.name], SPEC, "x")
+
+
+def test_declared_rows_fix_the_number_of_batches(part_files: list[str]) -> None:
+    ds = input_pipeline.dataset(part_files, SPEC, 256, shuffle=True, seed=7, rows=ROWS)
+    assert int(ds.cardinality()) == -(-ROWS // 256)  # Keras runs exactly this many steps per epoch
+    assert sum(1 for _ in ds) == -(-ROWS // 256)
+    wrong = input_pipeline.dataset(part_files, SPEC, 256, shuffle=True, seed=7, rows=ROWS + 256)
+    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain"):
+        list(wrong)

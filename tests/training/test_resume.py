@@ -103,3 +103,83 @@ def test_two_logical_cpus_train_with_mirrored_strategy(ctr_run, tmp_path: Path, 
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"MirroredStrategy over {replicas} devices" in out.stderr
+
+
+# val AUC on the sample data peaks at an early epoch and then falls: with patience 2 an
+# uninterrupted run stops two epochs after its best one and keeps the best.
+STOPPING = ["--set", "train.epochs=12", "--set", "train.early_stopping_patience=2"]
+
+
+def _train_cli(ctr_run, root: Path, *sets: str) -> subprocess.Popen[bytes]:
+    cli = str(Path(sys.executable).parent / "tfpipe-job")
+    return subprocess.Popen(
+        [cli, *ctr_run.args("train", DS, None, *sets, artifacts=str(root))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _kill_when(proc: subprocess.Popen[bytes], ready, what: str) -> None:
+    """SIGKILL `proc` (a preempted node: no cleanup) as soon as `ready()` holds."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the first attempt finished before {what}"
+    assert ready(), f"timed out waiting for {what}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _history_rows(day: Path) -> int:
+    history = list((day / "checkpoints").glob("*/history.csv"))
+    return len(history[0].read_text().splitlines()) - 1 if history else 0
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(ctr_run, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    root = tmp_path_factory.mktemp("uninterrupted")
+    day = _copy_data(ctr_run, root)
+    result = ctr_run.run("train", *STOPPING, artifacts=str(root))
+    assert result["exit_code"] == 0
+    # The scenario needs a best epoch before the kill and a stop after it.
+    assert result["kept_epoch"] >= 1 and result["epochs"] == result["kept_epoch"] + 3 < 12, result
+    return result, (day / "model" / "metrics.csv").read_text()
+
+
+def test_resumed_run_keeps_the_uninterrupted_runs_epoch(ctr_run, uninterrupted, tmp_path: Path) -> None:
+    """Killed after the best epoch's checkpoint: early stopping resumes with its best value,
+    wait counter and best weights, and the epochs after the kill train as they would have."""
+    expected, expected_metrics = uninterrupted
+    root = tmp_path / "artifacts"
+    day = _copy_data(ctr_run, root)
+    first = _train_cli(ctr_run, root, *STOPPING)
+    # A row is logged before its epoch's checkpoint: rows up to kept_epoch + 1 mean the
+    # checkpoint of the best epoch exists, and the stop is still an epoch away.
+    _kill_when(first, lambda: _history_rows(day) >= expected["kept_epoch"] + 2, "the epoch after the best one")
+    assert not (day / "model").exists()
+
+    result = ctr_run.run("train", *STOPPING, artifacts=str(root))
+    assert result["exit_code"] == 0
+    assert 0 < result["epochs_this_attempt"] < result["epochs"]  # it resumed, it did not start over
+    assert result["kept_epoch"] == expected["kept_epoch"]
+    assert result["final"] == expected["final"]
+    assert result["epochs"] == expected["epochs"]
+    # Every epoch, before and after the kill, has the uninterrupted run's metrics.
+    assert (day / "model" / "metrics.csv").read_text() == expected_metrics
+
+
+def test_resumed_run_that_had_stopped_does_not_train_again(ctr_run, uninterrupted, tmp_path: Path) -> None:
+    """Killed while saving the model, after early stopping ended training: the rerun
+    publishes the kept epoch without training another epoch."""
+    expected, expected_metrics = uninterrupted
+    root = tmp_path / "artifacts"
+    day = _copy_data(ctr_run, root)
+    first = _train_cli(ctr_run, root, *STOPPING)
+    _kill_when(first, lambda: any(day.glob("model.tmp-*/keras_model")), "the model was being saved")
+    assert not (day / "model").exists()
+
+    result = ctr_run.run("train", *STOPPING, artifacts=str(root))
+    assert result["exit_code"] == 0
+    assert result["epochs_this_attempt"] == 0
+    assert result["kept_epoch"] == expected["kept_epoch"] and result["final"] == expected["final"]
+    assert (day / "model" / "metrics.csv").read_text() == expected_metrics

@@ -77,3 +77,35 @@ def test_train_needs_the_extract_output(ctr_warehouse) -> None:
     with pytest.raises(FileNotFoundError, match="the 'extract_transform' step must succeed for this ds first"):
         ctr_warehouse.run("train", ds="2026-11-15")
     assert not (Path(ctr_warehouse.artifacts) / "ctr" / "2026-11-15" / "model").exists()
+
+
+def test_a_corrupt_shard_stops_training_naming_the_file(ctr_run, tmp_path: Path) -> None:
+    from tfpipe_jobs.training.input_pipeline import CorruptShardError
+
+    root = tmp_path / "artifacts"
+    data = root / "ctr" / "2026-11-21" / "data"
+    shutil.copytree(ctr_run.day() / "data", data)
+    shard = sorted((data / "eval").glob("part-*"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # a copy cut short
+    with pytest.raises(CorruptShardError) as raised:
+        ctr_run.run("train", "--set", "train.epochs=1", artifacts=str(root))
+    message = str(raised.value)
+    assert message.startswith(f"{shard}: this shard of the eval split is corrupt (DataLossError: truncated record")
+    assert "Rerun extract_transform for ds 2026-11-21" in message
+    assert not (data.parent / "model").exists()
+
+
+def test_records_short_of_the_counted_rows_stop_training_naming_the_data(ctr_run, tmp_path: Path) -> None:
+    from tfpipe_jobs.training.input_pipeline import RowCountMismatchError
+
+    root = tmp_path / "artifacts"
+    data = root / "ctr" / "2026-11-21" / "data"
+    shutil.copytree(ctr_run.day() / "data", data)
+    stats = json.loads((data / "stats.json").read_text())
+    stats["splits"]["train_rows"] += 1000  # the shards hold fewer rows than the extract counted
+    (data / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(RowCountMismatchError) as raised:
+        ctr_run.run("train", "--set", "train.epochs=1", artifacts=str(root))
+    message = str(raised.value)
+    assert message.startswith(f"{data}: the TFRecords do not hold the rows stats.json counts (")
+    assert "Rerun extract_transform for ds 2026-11-21" in message
