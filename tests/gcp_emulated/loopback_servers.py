@@ -3,13 +3,21 @@
     python loopback_servers.py install-spatial HOME       DuckDB's spatial extension into HOME/.duckdb
     python loopback_servers.py certs DIR                  a test CA and a googleapis server certificate
     python loopback_servers.py tunnel --port P --upstream 127.0.0.1:Q
+    python loopback_servers.py gcs-front --port P --upstream 127.0.0.1:Q
     python loopback_servers.py metadata --port P --project ID
 
 `tunnel` is the https proxy TensorFlow's GCS client is pointed at (`https_proxy`): it answers
 CONNECT for the two googleapis storage hosts only, terminates TLS with the certificate `certs`
-made (TensorFlow trusts the CA through `CURL_CA_BUNDLE`) and relays the requests to
-fake-gcs-server's plain http port. Any other host is refused, so a test can never reach the
+made (TensorFlow trusts the CA through `CURL_CA_BUNDLE`) and relays the requests to the GCS
+stand-in's plain http port (`gcs-front`). Any other host is refused, so a test can never reach the
 real service.
+
+`gcs-front` stands before fake-gcs-server (STORAGE_EMULATOR_HOST, and behind the relay): it
+passes every request through and adds two calls fake-gcs-server lacks. JSON API batches
+(`POST /batch/storage/v1`), which Beam's GCS filesystem sends to rename (copy + delete) the
+files of a sink: each part runs as a single call, in order, answered with the multipart
+response the client expects. A bucket's `storageLayout`, which TensorFlow asks for before it
+renames a folder: a flat (not hierarchical) bucket.
 
 `metadata` answers the few GCE metadata server paths google-auth asks for (`GCE_METADATA_HOST`),
 so product code that builds clients with default credentials gets a token and a project
@@ -27,15 +35,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import email.parser
+import email.policy
+import http.client
 import json
 import ssl
 import sys
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 GCS_HOSTS = ("storage.googleapis.com", "www.googleapis.com")
 FAKE_TOKEN = "standin-token"
-SERVICE_ACCOUNT = "tfpipe-standin@standin.iam.gserviceaccount.com"
+# Not a *.gserviceaccount.com address: google-auth would then look up its "regional access
+# boundary" at iamcredentials.googleapis.com (refused by the relay, retried in the background).
+SERVICE_ACCOUNT = "tfpipe-standin@standin.invalid"
 
 
 def install_spatial(home: Path) -> None:
@@ -222,6 +236,117 @@ async def _serve_tunnel(port: int, upstream: tuple[str, int], certs: Path) -> No
         await server.serve_forever()
 
 
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length", "upgrade"}
+
+
+def _call(
+    upstream: tuple[str, int], method: str, target: str, headers: list[tuple[str, str]], body: bytes
+) -> tuple[int, str, list[tuple[str, str]], bytes]:
+    conn = http.client.HTTPConnection(*upstream, timeout=120)
+    try:
+        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers:
+            if name.lower() not in _HOP_BY_HOP:
+                conn.putheader(name, value)
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        response = conn.getresponse()
+        data = response.read()
+        kept = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
+        return response.status, response.reason, kept, data
+    finally:
+        conn.close()
+
+
+class _GcsFrontHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    upstream: tuple[str, int] = ("127.0.0.1", 0)
+
+    def _body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts = []
+            while (size := int(self.rfile.readline().split(b";", 1)[0], 16)) > 0:
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(parts)
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _handle(self) -> None:
+        body = self._body()
+        path = self.path.split("?", 1)[0]
+        if self.command == "POST" and path == "/batch/storage/v1":
+            status, reason, headers, data = self._batch(body)
+        elif self.command == "GET" and path.startswith("/storage/v1/b/") and path.endswith("/storageLayout"):
+            status, reason, headers, data = self._storage_layout(path.split("/")[4])
+        else:
+            status, reason, headers, data = _call(
+                self.upstream, self.command, self.path, list(self.headers.items()), body
+            )
+        self.send_response(status, reason)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+    def _storage_layout(self, bucket: str) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        """A flat bucket's layout: TensorFlow asks for it before renaming a folder (404 fails the rename)."""
+        status, reason, headers, data = _call(
+            self.upstream, "GET", f"/storage/v1/b/{bucket}", [("Host", self.headers["Host"])], b""
+        )
+        if status != 200:
+            return status, reason, headers, data
+        found = json.loads(data)
+        layout = {
+            "kind": "storage#storageLayout",
+            "bucket": bucket,
+            "location": found.get("location", "US-CENTRAL1"),
+            "locationType": found.get("locationType", "region"),
+            "hierarchicalNamespace": {"enabled": False},
+        }
+        return 200, "OK", [("Content-Type", "application/json")], json.dumps(layout).encode()
+
+    def _batch(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        """Each part of a multipart/mixed batch as one call; the answers as one multipart/mixed."""
+        parser = email.parser.BytesParser(policy=email.policy.HTTP)
+        batch = parser.parsebytes(b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + body)
+        boundary = f"batch_{uuid.uuid4().hex}"
+        out = []
+        for part in batch.iter_parts():
+            request = part.get_payload(decode=True)
+            assert isinstance(request, bytes), "a batch part is one embedded HTTP request"
+            # The head ends at the first blank line (CRLF or LF); the body is kept byte for byte.
+            ends = [(i, len(sep)) for sep in (b"\r\n\r\n", b"\n\n") if (i := request.find(sep)) >= 0]
+            end, sep_len = min(ends) if ends else (len(request), 0)
+            head, sub_body = request[:end], request[end + sep_len :]
+            request_line, *header_lines = head.decode("latin-1").replace("\r\n", "\n").split("\n")
+            method, url, _ = request_line.split(" ", 2)
+            target = "/" + url.split("://", 1)[-1].split("/", 1)[1] if "://" in url else url
+            headers = [tuple(x.strip() for x in line.split(":", 1)) for line in header_lines if ":" in line]
+            headers.append(("Host", self.headers.get("Host", "")))
+            status, reason, sub_headers, data = _call(self.upstream, method, target, headers, sub_body)  # type: ignore[arg-type]
+            content_id = (part.get("Content-ID") or "").strip("<>")
+            lines = [
+                f"HTTP/1.1 {status} {reason}",
+                *(f"{k}: {v}" for k, v in sub_headers),
+                f"Content-Length: {len(data)}",
+            ]
+            part_head = f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <response-{content_id}>"
+            out.append(
+                part_head.encode() + b"\r\n\r\n" + "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + data + b"\r\n"
+            )
+        payload = b"".join(out) + f"--{boundary}--\r\n".encode()
+        return 200, "OK", [("Content-Type", f"multipart/mixed; boundary={boundary}")], payload
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 class _MetadataHandler(BaseHTTPRequestHandler):
     project = ""
 
@@ -276,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     tunnel.add_argument("--port", type=int, required=True)
     tunnel.add_argument("--upstream", required=True, help="host:port of fake-gcs-server (plain http)")
     tunnel.add_argument("--certs", type=Path, required=True, help="the folder `certs` wrote")
+    front = sub.add_parser("gcs-front")
+    front.add_argument("--port", type=int, required=True)
+    front.add_argument("--upstream", required=True, help="host:port of fake-gcs-server (plain http)")
     metadata = sub.add_parser("metadata")
     metadata.add_argument("--port", type=int, required=True)
     metadata.add_argument("--project", required=True)
@@ -288,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "tunnel":
         host, _, port = args.upstream.rpartition(":")
         asyncio.run(_serve_tunnel(args.port, (host, int(port)), args.certs))
+    elif args.command == "gcs-front":
+        host, _, port = args.upstream.rpartition(":")
+        _GcsFrontHandler.upstream = (host, int(port))
+        ThreadingHTTPServer(("127.0.0.1", args.port), _GcsFrontHandler).serve_forever()
     else:
         _MetadataHandler.project = args.project
         ThreadingHTTPServer(("127.0.0.1", args.port), _MetadataHandler).serve_forever()

@@ -224,3 +224,35 @@ def test_limit_query_destination_is_ignored(client_process: Client, gcp_standins
     assert result["destination"].endswith("events_dest_copy")
     assert "events_dest_copy" not in result["tables"]
     assert "events_dest" in result["tables"]
+
+
+def test_limit_a_parameter_name_in_a_comment_breaks_the_query(client_process: Client, gcp_standins: Any) -> None:
+    """A LIMIT of the stand-in, not BigQuery's behaviour: BigQuery ignores `@ds` in a comment.
+
+    bqemulator counts every `@name` in the text, comments and string literals included, as a
+    parameter reference, and the query then fails ("Parameter argument/count mismatch"). The
+    ctr pipeline's SQL files mention `@ds` in their comments: on this stand-in they need
+    comments without `@`. A parameter the query does not use at all is accepted.
+    """
+    result = run(
+        client_process,
+        gcp_standins,
+        "events_comment",
+        """
+        from google.api_core import exceptions
+
+        config = bigquery.QueryJobConfig(query_parameters=day)
+        outcome = {}
+        for name, sql in (
+            ("unused_parameter", "SELECT @ds AS d"),
+            ("in_comment", "-- the day @ds\\nSELECT @ds AS d"),
+        ):
+            try:
+                outcome[name] = str(next(iter(client.query(sql, job_config=config).result()))["d"])
+            except exceptions.BadRequest as exc:
+                outcome[name] = exc.message
+        print(json.dumps(outcome))
+        """,
+    )
+    assert result["unused_parameter"] == "2026-11-21"
+    assert "Parameter argument/count mismatch" in result["in_comment"]

@@ -39,7 +39,7 @@ def test_upload_download_and_a_stale_generation_is_refused(client_process: Clien
         print(json.dumps({
             "first": first, "second": second, "stale": stale, "exists": exists,
             "content": bucket.blob(blob.name).download_as_bytes().decode(),
-            "listed": [b.name for b in client.list_blobs(PARAMS["bucket"], prefix="smoke/")],
+            "listed": [b.name for b in client.list_blobs(PARAMS["bucket"], prefix="smoke/registry/")],
         }))
         """,
         bucket=gcp_standins.gcs.bucket,
@@ -88,3 +88,30 @@ def test_relay_refuses_hosts_other_than_storage(gcp_standins: Any) -> None:
         "example.com:443": "HTTP/1.1 403 Forbidden",
         "storage.googleapis.com:443": "HTTP/1.1 200 Connection established",
     }
+
+
+def test_beam_filesystem_renames_and_deletes_in_batches(client_process: Client, gcp_standins: Any) -> None:
+    """Beam's GCS filesystem renames (a sink's finalize) and deletes with batch calls: the front splits them."""
+    result = client_process(
+        """
+        from apache_beam.io.filesystems import FileSystems
+        from google.cloud import storage
+
+        root = f"gs://{PARAMS['bucket']}/smoke/beam"
+        sources = [f"{root}/tmp/part-{i}" for i in range(3)]
+        for i, path in enumerate(sources):
+            with FileSystems.create(path) as f:
+                f.write(f"shard {i}".encode())
+        targets = [p.replace("/tmp/", "/final/") for p in sources]
+        FileSystems.rename(sources, targets)
+        after_rename = sorted(b.name for b in storage.Client().list_blobs(PARAMS["bucket"], prefix="smoke/beam/"))
+        contents = [FileSystems.open(p).read().decode() for p in targets]
+        FileSystems.delete(targets[:2])
+        after_delete = sorted(b.name for b in storage.Client().list_blobs(PARAMS["bucket"], prefix="smoke/beam/"))
+        print(json.dumps({"after_rename": after_rename, "contents": contents, "after_delete": after_delete}))
+        """,
+        bucket=gcp_standins.gcs.bucket,
+    )
+    assert result["after_rename"] == [f"smoke/beam/final/part-{i}" for i in range(3)]
+    assert result["contents"] == ["shard 0", "shard 1", "shard 2"]
+    assert result["after_delete"] == ["smoke/beam/final/part-2"]

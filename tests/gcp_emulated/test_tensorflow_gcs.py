@@ -29,6 +29,11 @@ def test_gfile_and_tfrecords_round_trip_on_gs(client_process: Client, gcp_standi
             f.write("written by tf.io.gfile")
         text = gfile.GFile(f"{root}/staging/hello.txt").read()
         gfile.rename(f"{root}/staging/hello.txt", f"{root}/final/hello.txt")
+        # A folder, as tf.Transform publishes its output and steps publish theirs.
+        for name in ("a.txt", "sub/b.txt"):
+            with gfile.GFile(f"{root}/folder.tmp/{name}", "w") as f:
+                f.write(name)
+        gfile.rename(f"{root}/folder.tmp", f"{root}/folder", overwrite=True)
 
         records = [f"record-{i}".encode() for i in range(5)]
         for name, compression in (("plain.tfrecord", None), ("part-00000-of-00001.tfrecord.gz", "GZIP")):
@@ -49,6 +54,7 @@ def test_gfile_and_tfrecords_round_trip_on_gs(client_process: Client, gcp_standi
             "text": text,
             "exists_after_rename": [gfile.exists(f"{root}/staging/hello.txt"), gfile.exists(f"{root}/final/hello.txt")],
             "glob": sorted(gfile.glob(f"{root}/data/*.tfrecord*")),
+            "folder": gfile.GFile(f"{root}/folder/sub/b.txt").read(),
             "read": read,
             "big_equal": gfile.GFile(f"{root}/big.bin", "rb").read() == big,
             "big_size": gfile.stat(f"{root}/big.bin").length,
@@ -63,14 +69,18 @@ def test_gfile_and_tfrecords_round_trip_on_gs(client_process: Client, gcp_standi
     assert result["text"] == "written by tf.io.gfile"
     assert result["exists_after_rename"] == [False, True]
     assert result["glob"] == [f"{root}/data/part-00000-of-00001.tfrecord.gz", f"{root}/data/plain.tfrecord"]
+    assert result["folder"] == "sub/b.txt"
     assert result["read"] == {"plain.tfrecord": expected, "part-00000-of-00001.tfrecord.gz": expected}
     assert result["big_equal"] is True
     assert result["big_size"] == 6 * 4096 * 256
+    # The listing, not gfile.exists: TensorFlow caches stat results for a few seconds.
     assert result["on_emulator"] == [
         "smoke/tf/big.bin",
         "smoke/tf/data/part-00000-of-00001.tfrecord.gz",
         "smoke/tf/data/plain.tfrecord",
         "smoke/tf/final/hello.txt",
+        "smoke/tf/folder/a.txt",
+        "smoke/tf/folder/sub/b.txt",
     ]
     assert result["gcs_text"] == "written by tf.io.gfile"
 
