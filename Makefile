@@ -82,7 +82,7 @@ test-e2e: envs
 test-gcp-emulated: envs
 	$(JOBS)/bin/pytest -q -m gcp_emulated tests/gcp_emulated
 
-test: lint typecheck test-unit test-jobs test-e2e
+test: lint typecheck test-unit test-jobs test-gcp-emulated test-e2e
 
 # Benchmarks print figures; they assert no timings. Each takes minutes (10M-row cases longer).
 bench: bench-extract bench-train bench-export bench-score

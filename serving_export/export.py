@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -246,7 +247,11 @@ def read_eval_raw(data_dir: str, max_rows: int | None = None) -> Any:
     files = artifacts.glob(artifacts.join(data_dir, "eval_raw", "*.parquet"))
     if not files:
         raise artifacts.MissingArtifactError(f"no raw eval rows under {data_dir}/eval_raw")
-    table = pq.ParquetDataset(files).read()
+    if "://" in data_dir:
+        # pyarrow reads only local paths here; on gs:// each (small) file is read through tf.io.
+        table = pa.concat_tables(pq.read_table(pa.BufferReader(artifacts.read_bytes(f))) for f in files)
+    else:
+        table = pq.ParquetDataset(files).read()
     return table.slice(0, max_rows) if max_rows else table
 
 

@@ -170,17 +170,18 @@ def _write_generation_matched(
     from google.api_core import exceptions
     from google.cloud import storage  # type: ignore[attr-defined]
 
-    bucket, _, name = paths.blessed_file.removeprefix("gs://").partition("/")
-    blob = storage.Client().bucket(bucket).blob(name)
+    bucket_name, _, name = paths.blessed_file.removeprefix("gs://").partition("/")
+    bucket = storage.Client().bucket(bucket_name)
     for _ in range(CAS_ATTEMPTS):
+        found = bucket.get_blob(name)
+        generation = int(found.generation) if found is not None else 0  # 0: only if it still does not exist
+        # A blob without a generation of its own: reading a replaced generation would be a 404,
+        # not the 412 that says "read again".
+        blob = bucket.blob(name)
         try:
-            blob.reload()
-            generation = int(blob.generation)
-            current = _parse(blob.download_as_text(if_generation_match=generation), paths)
-        except exceptions.NotFound:
-            generation, current = 0, None  # 0: succeed only if the object still does not exist
-        except exceptions.PreconditionFailed:
-            continue
+            current = _parse(blob.download_as_text(if_generation_match=generation), paths) if generation else None
+        except (exceptions.PreconditionFailed, exceptions.NotFound):
+            continue  # replaced (or deleted) since the generation was read
         doc = change(current)
         text = json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
         try:

@@ -218,7 +218,7 @@ def label_mean(ctx: JobContext) -> float | None:
     """The label's mean over the extracted rows (binary: the click rate), for the output bias."""
     if ctx.spec.label.task.value == "multiclass":
         return None
-    stats = artifacts.read_json(artifacts.join(ctx.paths.data, "stats.json"))
+    stats = _data_stats(ctx)
     mean = stats["columns"].get(LABEL_KEY, {}).get("mean")
     return None if mean is None else float(mean)
 
@@ -242,8 +242,13 @@ def write_metrics(history_csv: str, metrics_csv: str) -> list[dict[str, str]]:
     return ordered
 
 
+def _data_stats(ctx: JobContext) -> dict[str, Any]:
+    data_dir = artifacts.require_complete(ctx.paths.data, "extract_transform")
+    return dict(artifacts.read_json(artifacts.join(data_dir, "stats.json")))
+
+
 def dataset_metadata(ctx: JobContext, cards: dict[str, int]) -> dict[str, Any]:
-    stats = artifacts.read_json(artifacts.join(ctx.paths.data, "stats.json"))
+    stats = _data_stats(ctx)
     first = ctx.ds - timedelta(days=ctx.config.extract.lookback_days)
     return {
         "rows": stats["splits"],

@@ -133,16 +133,22 @@ def test_concurrent_blessings_in_threads_lose_no_update(ctr_run, tmp_path: Path)
     days = [f"2026-10-{d:02d}" for d in range(1, 9)]
     barrier = threading.Barrier(len(days))
 
+    errors: list[BaseException] = []
+
     def bless(ds: str) -> None:
         entry = {"ds": ds, "model_version": f"{ds}-x", "digest": "x", "blessed_at": ds}
         barrier.wait()
-        registry._update(paths, lambda doc: registry._document(paths, [*(doc or {}).get("history", []), entry]))
+        try:
+            registry._update(paths, lambda doc: registry._document(paths, [*(doc or {}).get("history", []), entry]))
+        except Exception as exc:  # a thread's error would otherwise vanish
+            errors.append(exc)
 
     threads = [threading.Thread(target=bless, args=(ds,)) for ds in days]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert errors == []
     doc = registry.read_registry(paths)
     assert doc is not None and [e["ds"] for e in doc["history"]] == days and doc["ds"] == days[-1]
 

@@ -1,4 +1,4 @@
--- Candidate (user, item) pairs of the day @ds, one row per pair, with the raw features.
+-- Candidate (user, item) pairs of the run's day (the ds parameter), one row per pair, with the raw features.
 SELECT
   user_id,
   item_id,

@@ -1,5 +1,5 @@
--- Training rows for one run: the day @ds and the @lookback_days before it.
--- Never reads past @ds, so a backfilled day sees only the data it would have seen then.
+-- Training rows for one run: the day (the ds parameter) and the lookback_days days before it.
+-- Never reads past ds, so a backfilled day sees only the data it would have seen then.
 SELECT
   event_id,
   user_id,
