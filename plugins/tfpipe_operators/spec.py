@@ -32,6 +32,17 @@ class SpecError(ValueError):
     """A pipeline spec or a config override is invalid; the message says where and why."""
 
 
+def _read_shards_field() -> Any:
+    """The same key in both Beam stages (extract and score)."""
+    return Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="hash ranges of the keys read in parallel on Dataflow (each is a query of its own: BigQuery "
+        "bills the day's bytes once per range)",
+    )
+
+
 class _Stage(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -42,13 +53,7 @@ class ExtractConfig(_Stage):
     sample_fraction: float = Field(default=1.0, gt=0, le=1, description="deterministic sample of keys")
     batch_rows: int = Field(default=8192, ge=64, description="rows per Arrow record batch")
     direct_num_workers: int = Field(default=1, ge=1, le=64, description="local Beam worker processes")
-    distributed_read_shards: int = Field(
-        default=8,
-        ge=1,
-        le=256,
-        description="hash ranges of the keys read in parallel on Dataflow (each is a query of its own: BigQuery "
-        "bills the day's bytes once per range)",
-    )
+    distributed_read_shards: int = _read_shards_field()
     rows_per_shard: int = Field(
         default=100_000, ge=1000, description="train/eval TFRecord files hold at most this many rows each"
     )
@@ -96,13 +101,7 @@ class ScoreConfig(_Stage):
     direct_num_workers: int = Field(
         default=1, ge=1, le=64, description="local Beam worker processes, each loading the model once"
     )
-    distributed_read_shards: int = Field(
-        default=8,
-        ge=1,
-        le=256,
-        description="hash ranges of the keys read in parallel on Dataflow (each is a query of its own: BigQuery "
-        "bills the day's bytes once per range)",
-    )
+    distributed_read_shards: int = _read_shards_field()
     min_rows_vs_previous: float = Field(
         default=0.5,
         ge=0,

@@ -89,8 +89,8 @@ def test_gcp_profile_uses_pods_and_bigquery(ctr_spec_path: Path, gcp_env: dict[s
     }
     extract = dag.get_task("extract_transform")
     assert "--runner" in extract.arguments and "/opt/tfpipe/pipelines/ctr/pipeline.yaml" in extract.arguments
-    assert "--sdk_container_image=europe-docker.pkg.dev/acme-ml/tfpipe/dataflow:0.1.0" in extract.arguments
-    assert not any(a.startswith("--sdk_container_image") for a in dag.get_task("train").arguments)
+    assert "--beam-arg=--sdk_container_image=europe-docker.pkg.dev/acme-ml/tfpipe/dataflow:0.1.0" in extract.arguments
+    assert not any("--sdk_container_image" in a for a in dag.get_task("train").arguments)
 
 
 def test_gcp_profile_without_settings_is_refused(gcp_env: dict[str, str]) -> None:
