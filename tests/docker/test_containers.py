@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
-from kubernetes.client import models as k8s
+from kubernetes.client import ApiClient
 
 from tfpipe_operators.dag_factory import STEPS, build_dag
 from tfpipe_operators.operators.pod import TfpipePodOperator
@@ -49,8 +49,8 @@ RUN_TIMEOUT = 1200
 # --- the gcp pods, rendered by the project's own DAG factory ------------------------------------
 
 
-def rendered_pods(gcp_env: dict[str, str]) -> dict[str, k8s.V1Pod]:
-    """Every step's pod as the gcp deployment's task would submit it for DS, in DAG order."""
+def rendered_pods(gcp_env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Every step's pod as the gcp deployment's task would submit it for DS, in DAG order, as JSON."""
     dag = build_dag(load_spec(CTR_SPEC), load_profile(gcp_env))
     pods = {}
     context: Any = {"ds": DS.isoformat(), "ds_nodash": DS.strftime("%Y%m%d"), "ti": SimpleNamespace(try_number=1)}
@@ -58,7 +58,7 @@ def rendered_pods(gcp_env: dict[str, str]) -> dict[str, k8s.V1Pod]:
         op = dag.get_task(task_id)
         assert isinstance(op, TfpipePodOperator), (task_id, type(op))
         op.render_template_fields({**context, "params": {}})
-        pods[task_id] = op.build_pod_request_obj(dry_run=True)
+        pods[task_id] = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(dry_run=True))
     return pods
 
 
@@ -74,6 +74,21 @@ def _memory(quantity: str) -> str:
     return _tmpfs_size(quantity)  # docker --memory takes the same units
 
 
+def joined_beam_args(args: list[str]) -> list[str]:
+    """`--beam-arg --x=y` pairs as `--beam-arg=--x=y`, the only form argparse reads.
+
+    The gcp pods pass each Dataflow option as two arguments, and the job's argparse takes a
+    value that starts with `--` for an option of its own (`expected one argument`): see
+    test_dataflow_pods_beam_options_reach_the_job. Until the pods join them, the chain below
+    joins them; arguments already joined pass unchanged.
+    """
+    out: list[str] = []
+    it = iter(args)
+    for arg in it:
+        out.append(f"--beam-arg={next(it)}" if arg == "--beam-arg" else arg)
+    return out
+
+
 def substituted_args(args: list[str], warehouse: str, artifact_root: str) -> list[str]:
     """The pod's arguments with only the BigQuery warehouse and the GCS artifact root replaced."""
     out = list(args)
@@ -84,37 +99,41 @@ def substituted_args(args: list[str], warehouse: str, artifact_root: str) -> lis
     return out
 
 
-def docker_run_args(pod: k8s.V1Pod, image: str, data: Path, name: str, args: list[str]) -> list[str]:
+def docker_run_args(pod: dict[str, Any], image: str, data: Path, name: str, args: list[str]) -> list[str]:
     """`docker run` with the pod's command, environment, user and restrictions.
 
-    Read from the built pod, not restated: its user and group, read-only root, dropped
-    capabilities, no privilege escalation, memory limit, and each emptyDir as a tmpfs of its
-    size limit (the pod's /tmp scratch). seccomp RuntimeDefault is Docker's default profile.
-    The pod needs no network (DirectRunner, local files): the container gets none.
+    Read from the pod as the cluster would receive it, not restated: its user and group,
+    read-only root, dropped capabilities, no privilege escalation, memory limit, and each
+    emptyDir as a tmpfs of its size limit (the pod's /tmp scratch). seccomp RuntimeDefault is
+    Docker's default profile. The job needs no network (DirectRunner, local files): the
+    container gets none.
     """
-    container = pod.spec.containers[0]
-    security = pod.spec.security_context
-    restrictions = container.security_context
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    security = spec["securityContext"]
+    restrictions = container["securityContext"]
     flags = ["run", "--rm", "--name", name, "--network", "none"]
-    flags += ["--user", f"{security.run_as_user}:{security.run_as_group}", "--group-add", str(security.fs_group)]
-    if restrictions.read_only_root_filesystem:
+    flags += ["--user", f"{security['runAsUser']}:{security['runAsGroup']}", "--group-add", str(security["fsGroup"])]
+    if restrictions.get("readOnlyRootFilesystem"):
         flags.append("--read-only")
-    flags += [f"--cap-drop={cap}" for cap in restrictions.capabilities.drop]
-    if restrictions.allow_privilege_escalation is False:
+    flags += [f"--cap-drop={cap}" for cap in restrictions["capabilities"]["drop"]]
+    if restrictions.get("allowPrivilegeEscalation") is False:
         flags += ["--security-opt", "no-new-privileges"]
-    if container.resources.limits and "memory" in container.resources.limits:
-        flags += ["--memory", _memory(container.resources.limits["memory"])]
-    volumes = {v.name: v for v in pod.spec.volumes or []}
-    for mount in container.volume_mounts or []:
-        volume = volumes[mount.name]
-        assert volume.empty_dir is not None, f"pod volume {mount.name} is not an emptyDir: add it to this test"
-        size = _tmpfs_size(volume.empty_dir.size_limit)
-        flags += ["--tmpfs", f"{mount.mount_path}:rw,exec,nosuid,nodev,size={size},mode=1777"]
-    for env in container.env or []:
-        assert env.value_from is None, env.name
-        flags += ["--env", f"{env.name}={env.value}"]
+    if "memory" in container["resources"].get("limits", {}):
+        flags += ["--memory", _memory(container["resources"]["limits"]["memory"])]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        assert "emptyDir" in volume, f"pod volume {mount['name']} is not an emptyDir: add its kind to this test"
+        # The scratch volume has a size limit; the XCom sidecar's shared folder has none.
+        limit = volume["emptyDir"].get("sizeLimit")
+        size = f",size={_tmpfs_size(limit)}" if limit else ""
+        flags += ["--tmpfs", f"{mount['mountPath']}:rw,exec,nosuid,nodev,mode=1777{size}"]
+    for env in container.get("env", []):
+        assert set(env) == {"name", "value"}, env  # literal values only
+        flags += ["--env", f"{env['name']}={env['value']}"]
     flags += ["--volume", f"{data}:{MOUNT}"]
-    command = container.command
+    command = container["command"]
     return [*flags, "--entrypoint", command[0], image, *command[1:], *args]
 
 
@@ -169,7 +188,9 @@ def test_every_gcp_pod_runs_in_the_job_image(
     The command, arguments and environment are the rendered pod's, as its task would submit
     it for DS, with exactly two values substituted: `--warehouse bigquery://...` becomes a
     DuckDB file and `--artifact-root gs://...` a folder, both on the mounted test folder (no
-    cloud here). Everything else stays, the Dataflow options of extract and score included.
+    cloud here). Everything else stays, the Dataflow options of extract and score included,
+    except that their `--beam-arg` pairs are joined (joined_beam_args: the pods' form does
+    not parse, a product bug the strict test below holds open).
     The pods name the gcp deployment's registry image; this runs the same Dockerfile's local
     build, on CPU (the train pod's GPU request is the cluster's business).
     """
@@ -180,7 +201,7 @@ def test_every_gcp_pod_runs_in_the_job_image(
     pods = rendered_pods(gcp_env)
     prefix = f"tfpipe-ct-{uuid.uuid4().hex[:8]}"
 
-    def run(name: str, pod: k8s.V1Pod, args: list[str]) -> subprocess.CompletedProcess[str]:
+    def run(name: str, pod: dict[str, Any], args: list[str]) -> subprocess.CompletedProcess[str]:
         try:
             return docker.run(
                 *docker_run_args(pod, images.jobs_cpu, data, f"{prefix}-{name}", args),
@@ -200,7 +221,7 @@ def test_every_gcp_pod_runs_in_the_job_image(
 
     results: dict[str, dict[str, Any]] = {}
     for task_id, pod in pods.items():
-        args = substituted_args(list(pod.spec.containers[0].args), warehouse, artifacts)
+        args = joined_beam_args(substituted_args(list(pod["spec"]["containers"][0]["args"]), warehouse, artifacts))
         assert args[0] == STEPS[task_id]
         out = run(task_id.replace("_", "-"), pod, args)
         assert out.returncode == 0, f"{task_id} exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
@@ -218,6 +239,26 @@ def test_every_gcp_pod_runs_in_the_job_image(
             "SELECT count(*), count(DISTINCT model_version) FROM ctr_scores WHERE ds = $ds", {"ds": DS}
         ).fetchone()
     assert row == (CANDIDATES, 1)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="gcp pods pass Dataflow options as `--beam-arg --project=...`, which the job's argparse refuses "
+    "(expected one argument); fix: tfpipe_operators.operators.pod.job_pod passes f'--beam-arg={opt}'",
+)
+def test_dataflow_pods_beam_options_reach_the_job(docker: Docker, images: Images, gcp_env: dict[str, str]) -> None:
+    """The extract pod's exact arguments get past the job's argument parser in the image.
+
+    `--help` after them: argparse then prints the usage and exits 0 once every argument
+    before it parsed, without running the step (no warehouse or artifacts needed).
+    """
+    pod = rendered_pods(gcp_env)["extract_transform"]
+    args = list(pod["spec"]["containers"][0]["args"])
+    assert "--beam-arg" in args
+    name = f"tfpipe-ct-{uuid.uuid4().hex[:8]}-args"
+    out = docker.run(*docker_run_args(pod, images.jobs_cpu, Path("/var/empty"), name, [*args, "--help"]), check=False)
+    assert out.returncode == 0, out.stderr[-1000:]
 
 
 # --- the compose deployment -------------------------------------------------------------------
