@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+import yaml
 from kubernetes.client import ApiClient
 
 from tfpipe_operators.dag_factory import STEPS, build_dag
@@ -276,9 +277,15 @@ def _free_ports(n: int) -> list[int]:
 
 
 class Compose:
-    """One compose project (docker-compose.yaml + docker-compose.ci.yaml) and its API server."""
+    """One compose project (docker-compose.yaml + docker-compose.ci.yaml) and its API server.
 
-    def __init__(self, docker: Docker, images: Images, project: str) -> None:
+    The two files are merged by `docker-compose config`, and the merged file is what runs,
+    with one change: services on the host's network lose their published `ports`. The
+    engine and newer Compose drop those with a warning; docker-compose 1.29's client refuses
+    the combination, and an override file can add to a service's `ports` but not remove them.
+    """
+
+    def __init__(self, docker: Docker, images: Images, project: str, root: Path) -> None:
         pg, api, health, worker_log, trigger_log = _free_ports(5)
         self.project = project
         self.docker = docker
@@ -292,11 +299,23 @@ class Compose:
             "TFPIPE_IMAGE_TAG": images.airflow.partition(":")[2],
             "AIRFLOW_JWT_SECRET": uuid.uuid4().hex,
         }
+        self.file = root / "docker-compose.merged.yaml"
+        merged = self._compose(["-f", "docker-compose.yaml", "-f", "docker-compose.ci.yaml", "config"], 120)
+        assert merged.returncode == 0, merged.stderr[-3000:]
+        config = yaml.safe_load(merged.stdout)
+        for service in config["services"].values():
+            if service.get("network_mode") == "host":
+                service.pop("ports", None)
+        self.file.write_text(yaml.safe_dump(config, sort_keys=False))
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{api}", timeout=30)
 
+    def _compose(self, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker-compose", *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
     def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        command = ["docker-compose", "-f", "docker-compose.yaml", "-f", "docker-compose.ci.yaml", "-p", self.project]
-        out = subprocess.run([*command, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)
+        out = self._compose(["-f", str(self.file), "-p", self.project, *args], timeout)
         if check:
             assert out.returncode == 0, (
                 f"docker-compose {' '.join(args)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}\n{self.logs()}"
@@ -304,15 +323,7 @@ class Compose:
         return out
 
     def logs(self) -> str:
-        command = ["docker-compose", "-f", "docker-compose.yaml", "-f", "docker-compose.ci.yaml", "-p", self.project]
-        out = subprocess.run(
-            [*command, "logs", "--no-color", "--tail", "60"],
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        out = self._compose(["-f", str(self.file), "-p", self.project, "logs", "--no-color", "--tail", "60"], 120)
         return out.stdout[-12000:]
 
     def wait_for(self, what: str, check: Any, timeout: float) -> Any:
@@ -336,8 +347,8 @@ class Compose:
 
 
 @pytest.fixture(scope="module")
-def compose(docker: Docker, images: Images) -> Iterator[Compose]:
-    deployment = Compose(docker, images, f"tfpipe-ci-{uuid.uuid4().hex[:8]}")
+def compose(docker: Docker, images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
+    deployment = Compose(docker, images, f"tfpipe-ci-{uuid.uuid4().hex[:8]}", tmp_path_factory.mktemp("compose"))
     try:
         started = time.monotonic()
         deployment("up", "-d", "--no-build", timeout=900)
