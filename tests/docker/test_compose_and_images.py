@@ -292,7 +292,7 @@ def test_the_worker_runs_the_job_command_of_the_images_jobs_environment(compose:
     assert image.env(image.final)["TFPIPE_JOB_CLI"] == job_cli
     venvs = [m.group(1) for run in image.runs() for m in re.finditer(r"-m venv (\S+)", run)]
     assert venvs and job_cli == f"{venvs[0]}/bin/tfpipe-job"
-    assert any(f"COPY --from=jobs-env {venvs[0]} {venvs[0]}" in f"COPY {c}" for c in image.final.all("COPY"))
+    assert any(f"COPY --from=jobs-deps {venvs[0]} {venvs[0]}" in f"COPY {c}" for c in image.final.all("COPY"))
 
 
 # --- Dockerfiles ------------------------------------------------------------------------------
@@ -318,38 +318,45 @@ def test_airflow_image_matches_the_airflow_constraints() -> None:
     image = dockerfile(AIRFLOW_DOCKERFILE)
     assert pins("airflow.txt")["apache-airflow"].startswith("3.3.")
     assert image.final.name == "airflow" and image.final.base == PUBLIC_BASE
-    assert len(installs(image.stage("airflow-env"), "airflow.txt", "airflow")) == 1
-    assert len(installs(image.stage("jobs-env"), "jobs.txt", "jobs")) == 1
+    assert len(installs(image.stage("airflow-build"), "airflow.txt", "airflow")) == 1
+    assert len(installs(image.stage("jobs-build"), "jobs.txt", "jobs")) == 1
     # The metadata database's drivers, pinned by the same constraints as the environment.
-    deps = [r for r in image.stage("airflow-env").all("RUN") if "-r requirements.txt" in r]
+    deps = [r for r in image.stage("airflow-deps").all("RUN") if "-r requirements.txt" in r]
     assert len(deps) == 1 and "psycopg2-binary asyncpg" in deps[0]
     assert {"psycopg2-binary", "asyncpg"} <= set(pins("airflow.txt"))
 
 
 def test_the_airflow_images_jobs_environment_is_built_as_the_job_images() -> None:
-    """Instruction for instruction, so BuildKit builds the TensorFlow environment once for both."""
-    assert _stage_text(AIRFLOW_DOCKERFILE, "jobs-env") == _stage_text(JOBS_CPU_DOCKERFILE, "build")
-    gpu = _stage_text(JOBS_GPU_DOCKERFILE, "build")
-    cpu = _stage_text(JOBS_CPU_DOCKERFILE, "build")
-    deps = next(i for i, (kw, args) in enumerate(cpu) if kw == "RUN" and "-r requirements.txt" in args)
-    assert gpu[: deps + 1] == cpu[: deps + 1]  # the GPU image shares the dependency layer too
+    """Instruction for instruction, so BuildKit builds the TensorFlow environment once for all."""
+    cpu_deps = _stage_text(JOBS_CPU_DOCKERFILE, "deps")
+    assert _stage_text(AIRFLOW_DOCKERFILE, "jobs-deps") == cpu_deps
+    assert _stage_text(AIRFLOW_DOCKERFILE, "jobs-build") == _stage_text(JOBS_CPU_DOCKERFILE, "build")
+    assert _stage_text(JOBS_GPU_DOCKERFILE, "deps") == cpu_deps
 
 
 @pytest.mark.parametrize("relative", [AIRFLOW_DOCKERFILE, JOBS_CPU_DOCKERFILE, JOBS_GPU_DOCKERFILE])
-def test_dependencies_are_installed_before_the_sources_are_copied(relative: str) -> None:
-    """A code change must not reinstall TensorFlow or Airflow: their layer comes first."""
+def test_a_code_change_reinstalls_no_dependency(relative: str) -> None:
+    """Dependencies install in stages that never see the sources; final stages copy those
+    environments whole and add only tfpipe's wheel, so a code change rebuilds a small layer."""
     image = dockerfile(relative)
     for stage in image.stages:
-        kinds = [
-            "deps"
-            if kw == "RUN" and "-r requirements.txt" in args
-            else "src"
-            if kw == "COPY" and "plugins/" in args
-            else ""
-            for kw, args in stage.instructions
-        ]
-        if "deps" in kinds or "src" in kinds:
-            assert kinds.index("deps") < kinds.index("src"), (relative, stage.name)
+        instructions = stage.instructions
+        sources = [args for kw, args in instructions if kw == "COPY" and "plugins/" in args]
+        deps = [args for kw, args in instructions if kw == "RUN" and "-r requirements.txt" in args]
+        assert not (sources and deps), f"{relative} {stage.name}: dependencies and sources in one stage"
+        if sources:  # a build stage: built on a dependency stage, and it makes the wheel
+            parents = image.lineage(stage)[1:]
+            assert any("-r requirements.txt" in r for parent in parents for r in parent.all("RUN")), stage.name
+            assert any("pip wheel --no-deps --wheel-dir /wheels ." in r for r in stage.all("RUN")), stage.name
+    final = image.final
+    for copy in (c for stage in image.lineage(final) for c in stage.all("COPY") if c.startswith("--from=")):
+        source = copy.split()[0].removeprefix("--from=")
+        if source in {s.name for s in image.stages}:
+            assert not any(kw == "COPY" and "plugins/" in a for kw, a in image.stage(source).instructions), copy
+    wheel_installs = [
+        r for stage in image.lineage(final) for r in stage.all("RUN") if "--no-deps --no-index" in r and ".whl" in r
+    ]
+    assert wheel_installs and all("--no-cache-dir" in r for r in wheel_installs)
 
 
 @pytest.mark.parametrize("relative", [JOBS_CPU_DOCKERFILE, JOBS_GPU_DOCKERFILE])
@@ -393,7 +400,7 @@ def test_final_stages_are_labelled_non_root_and_copy_no_build_stage_but_its_venv
 
 def test_cpu_job_image_is_python_311_slim_and_its_beam_sdk_matches() -> None:
     image = dockerfile(JOBS_CPU_DOCKERFILE)
-    assert image.stage("build").base == image.stage("runtime").base == PUBLIC_BASE
+    assert image.stage("deps").base == image.stage("runtime").base == PUBLIC_BASE
     beam = pins("jobs.txt")["apache-beam"]
     assert image.stage("beam-sdk").base == f"apache/beam_python{PYTHON}_sdk:{beam}"
     assert json.loads(image.effective(image.stage("dataflow"), "ENTRYPOINT") or "[]") == ["/opt/apache/beam/boot"]
@@ -409,11 +416,9 @@ def test_gpu_job_image_pins_the_cuda_wheels_tensorflow_221_is_built_with() -> No
     assert gpu["nvidia-cudnn-cu12"].startswith(TF_CUDNN_MINOR + ".")
     assert all(name.startswith("nvidia-") and name.endswith("-cu12") for name in gpu)
     image = dockerfile(JOBS_GPU_DOCKERFILE)
-    runs = image.stage("build").all("RUN")
+    runs = image.stage("cuda").all("RUN")
     assert any('"tensorflow[and-cuda]"' in r and "-c constraints/jobs.txt -c constraints/gpu.txt" in r for r in runs)
-    assert ["docker/constraints-gpu.txt", "constraints/gpu.txt"] in [
-        c.split() for c in image.stage("build").all("COPY")
-    ]
+    assert ["docker/constraints-gpu.txt", "constraints/gpu.txt"] in [c.split() for c in image.stage("cuda").all("COPY")]
     text = (REPO / "docker" / "constraints-gpu.txt").read_text()
     assert "tensorflow.org/install/source" in text and "build_info" in text
 
