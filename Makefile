@@ -70,7 +70,7 @@ typecheck: envs
 		$(CURDIR)/$(JOBS)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p tfpipe_jobs
 
 test-unit: envs
-	$(AIRFLOW)/bin/pytest -q -m "not e2e" tests/plugins tests/dags tests/docker
+	$(AIRFLOW)/bin/pytest -q -m "not e2e and not containers" tests/plugins tests/dags tests/docker
 
 test-jobs: envs
 	$(JOBS)/bin/pytest -q tests/tfpipe_jobs tests/beam_jobs tests/training tests/serving_export
@@ -82,7 +82,29 @@ test-e2e: envs
 test-gcp-emulated: envs
 	$(JOBS)/bin/pytest -q -m gcp_emulated tests/gcp_emulated
 
-test: lint typecheck test-unit test-jobs test-gcp-emulated test-e2e
+test: lint typecheck test-unit test-jobs test-gcp-emulated test-e2e test-containers
+
+# Docker (README, Docker): a Docker engine of the project's own (scripts/docker_engine.sh), images
+# on a base made from Debian packages. `make images` leaves the engine running: `make docker-down`.
+.PHONY: docker-up docker-down images image-gpu test-containers
+
+docker-up:
+	bash scripts/docker_engine.sh start
+
+docker-down:
+	bash scripts/docker_engine.sh stop
+
+images: docker-up
+	bash scripts/build_images.sh jobs-cpu airflow postgres
+
+# Not part of `images` or CI: TensorFlow's CUDA wheels add several GB.
+image-gpu: docker-up
+	bash scripts/build_images.sh jobs-gpu
+
+# The container tier starts the engine if it is not running (and then stops it), builds what
+# is missing or stale (layer cache) and runs the job image and the compose deployment.
+test-containers: envs
+	$(AIRFLOW)/bin/pytest -q -m containers tests/docker
 
 # Benchmarks print figures; they assert no timings. Each takes minutes (10M-row cases longer).
 bench: bench-extract bench-train bench-export bench-score

@@ -26,6 +26,8 @@ COMPOSE = REPO / "docker-compose.yaml"
 AIRFLOW_DOCKERFILE = "docker/Dockerfile.airflow"
 JOBS_CPU_DOCKERFILE = "docker/Dockerfile.jobs-cpu"
 JOBS_GPU_DOCKERFILE = "docker/Dockerfile.jobs-gpu"
+POSTGRES_DOCKERFILE = "docker/Dockerfile.postgres"
+PUBLIC_BASE = "python:3.11-slim-bookworm"  # what a user without the local base pulls
 PYTHON = "3.11"
 JOB_USER = "1000"  # tfpipe_operators.operators.pod.JOB_USER: the pods' runAsUser
 JOB_SPECS_DIR = "/opt/tfpipe/pipelines"  # the gcp profile's TFPIPE_JOB_SPECS_DIR
@@ -136,9 +138,9 @@ def dockerfile(relative: str) -> Dockerfile:
         elif keyword == "FROM":
             words = args.split()
             words = [w for w in words if not w.startswith("--platform")]
-            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
+            stage_name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
             base = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: global_args[m.group(1) or m.group(2)], words[0])
-            stages.append(Stage(base=base, name=name, args={}))
+            stages.append(Stage(base=base, name=stage_name, args={}))
         elif keyword == "ARG":
             name, default = _arg(args)
             stages[-1].args[name] = default if default is not None else global_args.get(name, "")
@@ -290,21 +292,71 @@ def test_the_worker_runs_the_job_command_of_the_images_jobs_environment(compose:
     assert image.env(image.final)["TFPIPE_JOB_CLI"] == job_cli
     venvs = [m.group(1) for run in image.runs() for m in re.finditer(r"-m venv (\S+)", run)]
     assert venvs and job_cli == f"{venvs[0]}/bin/tfpipe-job"
-    assert any(f"COPY --from=jobs-env {venvs[0]} {venvs[0]}" in f"COPY {c}" for c in image.final.all("COPY"))
+    assert any(f"COPY --from=jobs-deps {venvs[0]} {venvs[0]}" in f"COPY {c}" for c in image.final.all("COPY"))
 
 
 # --- Dockerfiles ------------------------------------------------------------------------------
 
 
+def _stage_text(relative: str, name: str) -> list[tuple[str, str]]:
+    return dockerfile(relative).stage(name).instructions
+
+
+@pytest.mark.parametrize(
+    "relative", [AIRFLOW_DOCKERFILE, JOBS_CPU_DOCKERFILE, JOBS_GPU_DOCKERFILE, POSTGRES_DOCKERFILE]
+)
+def test_every_image_takes_its_base_as_an_argument_defaulting_to_a_public_image(relative: str) -> None:
+    image = dockerfile(relative)
+    base = image.global_args["BASE_IMAGE"]
+    assert base == (PUBLIC_BASE if relative != POSTGRES_DOCKERFILE else "debian:bookworm-slim")
+    raw = [line.split()[1] for line in image.text().splitlines() if line.startswith("FROM ")]
+    own = [b for b in raw if not b.startswith("apache/beam")]  # Dataflow's boot binary source
+    assert own and all(b in ("${BASE_IMAGE}", *[s.name for s in image.stages]) for b in own), raw
+
+
 def test_airflow_image_matches_the_airflow_constraints() -> None:
     image = dockerfile(AIRFLOW_DOCKERFILE)
-    airflow = pins("airflow.txt")["apache-airflow"]
-    airflow_stages = [s for s in image.stages if s.base.startswith("apache/airflow:")]
-    assert airflow_stages and airflow_stages[-1] is image.final
-    for stage in airflow_stages:
-        assert stage.base == f"apache/airflow:{airflow}-python{PYTHON}"
-    assert len(installs(image.final, "airflow.txt", "airflow")) == 1
-    assert len(installs(image.stage("jobs-env"), "jobs.txt", "jobs")) == 1
+    assert pins("airflow.txt")["apache-airflow"].startswith("3.3.")
+    assert image.final.name == "airflow" and image.final.base == PUBLIC_BASE
+    assert len(installs(image.stage("airflow-build"), "airflow.txt", "airflow")) == 1
+    assert len(installs(image.stage("jobs-build"), "jobs.txt", "jobs")) == 1
+    # The metadata database's drivers, pinned by the same constraints as the environment.
+    deps = [r for r in image.stage("airflow-deps").all("RUN") if "-r requirements.txt" in r]
+    assert len(deps) == 1 and "psycopg2-binary asyncpg" in deps[0]
+    assert {"psycopg2-binary", "asyncpg"} <= set(pins("airflow.txt"))
+
+
+def test_the_airflow_images_jobs_environment_is_built_as_the_job_images() -> None:
+    """Instruction for instruction, so BuildKit builds the TensorFlow environment once for all."""
+    cpu_deps = _stage_text(JOBS_CPU_DOCKERFILE, "deps")
+    assert _stage_text(AIRFLOW_DOCKERFILE, "jobs-deps") == cpu_deps
+    assert _stage_text(AIRFLOW_DOCKERFILE, "jobs-build") == _stage_text(JOBS_CPU_DOCKERFILE, "build")
+    assert _stage_text(JOBS_GPU_DOCKERFILE, "deps") == cpu_deps
+
+
+@pytest.mark.parametrize("relative", [AIRFLOW_DOCKERFILE, JOBS_CPU_DOCKERFILE, JOBS_GPU_DOCKERFILE])
+def test_a_code_change_reinstalls_no_dependency(relative: str) -> None:
+    """Dependencies install in stages that never see the sources; final stages copy those
+    environments whole and add only tfpipe's wheel, so a code change rebuilds a small layer."""
+    image = dockerfile(relative)
+    for stage in image.stages:
+        instructions = stage.instructions
+        sources = [args for kw, args in instructions if kw == "COPY" and "plugins/" in args]
+        deps = [args for kw, args in instructions if kw == "RUN" and "-r requirements.txt" in args]
+        assert not (sources and deps), f"{relative} {stage.name}: dependencies and sources in one stage"
+        if sources:  # a build stage: built on a dependency stage, and it makes the wheel
+            parents = image.lineage(stage)[1:]
+            assert any("-r requirements.txt" in r for parent in parents for r in parent.all("RUN")), stage.name
+            assert any("pip wheel --no-deps --wheel-dir /wheels ." in r for r in stage.all("RUN")), stage.name
+    final = image.final
+    for copy in (c for stage in image.lineage(final) for c in stage.all("COPY") if c.startswith("--from=")):
+        source = copy.split()[0].removeprefix("--from=")
+        if source in {s.name for s in image.stages}:
+            assert not any(kw == "COPY" and "plugins/" in a for kw, a in image.stage(source).instructions), copy
+    wheel_installs = [
+        r for stage in image.lineage(final) for r in stage.all("RUN") if "--no-deps --no-index" in r and ".whl" in r
+    ]
+    assert wheel_installs and all("--no-cache-dir" in r for r in wheel_installs)
 
 
 @pytest.mark.parametrize("relative", [JOBS_CPU_DOCKERFILE, JOBS_GPU_DOCKERFILE])
@@ -312,6 +364,7 @@ def test_job_images_install_the_jobs_extra_with_its_constraints(relative: str) -
     image = dockerfile(relative)
     assert len(installs(image, "jobs.txt", "jobs")) == 1
     assert image.global_args["PYTHON_VERSION"] == PYTHON
+    assert image.global_args["BEAM_VERSION"] == pins("jobs.txt")["apache-beam"]
     copies = [c.split() for stage in image.lineage(image.final) for c in stage.all("COPY")]
     assert ["dags/pipelines/", f"{JOB_SPECS_DIR}/"] in copies
 
@@ -327,32 +380,74 @@ def test_job_images_run_tfpipe_job_as_uid_1000(relative: str) -> None:
     assert "/opt/tfpipe-venv/bin" in image.env(image.final)["PATH"].split(":")
 
 
+@pytest.mark.parametrize(
+    "relative", [AIRFLOW_DOCKERFILE, JOBS_CPU_DOCKERFILE, JOBS_GPU_DOCKERFILE, POSTGRES_DOCKERFILE]
+)
+def test_final_stages_are_labelled_non_root_and_copy_no_build_stage_but_its_venv(relative: str) -> None:
+    image = dockerfile(relative)
+    final = image.final
+    labels = " ".join(s for stage in image.lineage(final) for s in stage.all("LABEL"))
+    assert "org.opencontainers.image.title=" in labels
+    user = image.effective(final, "USER")
+    assert user is not None and user.split(":")[0] not in ("0", "root")
+    assert user.split(":")[0].isdigit()
+    assert image.effective(final, "HEALTHCHECK") is not None  # a probe, or NONE with the reason beside it
+    for stage in image.lineage(final):
+        for copy in stage.all("COPY"):
+            if copy.startswith("--from="):
+                assert copy.split()[1].startswith("/opt/"), copy  # a virtualenv or the Beam SDK, no caches
+
+
 def test_cpu_job_image_is_python_311_slim_and_its_beam_sdk_matches() -> None:
     image = dockerfile(JOBS_CPU_DOCKERFILE)
-    assert image.stage("build").base == image.stage("runtime").base == f"python:{PYTHON}-slim-bookworm"
+    assert image.stage("deps").base == image.stage("runtime").base == PUBLIC_BASE
     beam = pins("jobs.txt")["apache-beam"]
     assert image.stage("beam-sdk").base == f"apache/beam_python{PYTHON}_sdk:{beam}"
     assert json.loads(image.effective(image.stage("dataflow"), "ENTRYPOINT") or "[]") == ["/opt/apache/beam/boot"]
+    assert image.final.name == "jobs"
 
 
-def test_gpu_job_image_uses_the_cuda_tensorflow_221_is_built_with() -> None:
+def test_gpu_job_image_pins_the_cuda_wheels_tensorflow_221_is_built_with() -> None:
     assert pins("jobs.txt")["tensorflow"].startswith(TENSORFLOW_MINOR + "."), (
-        "tensorflow moved: look up its tested CUDA/cuDNN and update Dockerfile.jobs-gpu and this test"
+        "tensorflow moved: look up its tested CUDA/cuDNN and update docker/constraints-gpu.txt and this test"
     )
+    gpu = pins("../docker/constraints-gpu.txt")
+    assert gpu["nvidia-cuda-runtime-cu12"].startswith(TF_CUDA.rpartition(".")[0] + ".")
+    assert gpu["nvidia-cudnn-cu12"].startswith(TF_CUDNN_MINOR + ".")
+    assert all(name.startswith("nvidia-") and name.endswith("-cu12") for name in gpu)
     image = dockerfile(JOBS_GPU_DOCKERFILE)
-    cuda = image.global_args["CUDA_VERSION"]
-    assert cuda == TF_CUDA
-    assert image.global_args["CUDNN_VERSION"].startswith(TF_CUDNN_MINOR + ".")
-    for stage in image.stages:
-        if not stage.base.startswith("nvidia/"):
+    runs = image.stage("cuda").all("RUN")
+    assert any('"tensorflow[and-cuda]"' in r and "-c constraints/jobs.txt -c constraints/gpu.txt" in r for r in runs)
+    assert ["docker/constraints-gpu.txt", "constraints/gpu.txt"] in [c.split() for c in image.stage("cuda").all("COPY")]
+    text = (REPO / "docker" / "constraints-gpu.txt").read_text()
+    assert "tensorflow.org/install/source" in text and "build_info" in text
+
+
+def _dockerignore_allows(path: str) -> bool:
+    allowed = False
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        rule = line.strip()
+        if not rule or rule.startswith("#"):
             continue
-        assert stage.base == f"nvidia/cuda:{cuda}-runtime-ubuntu{image.global_args['UBUNTU_VERSION']}"
-    assert image.final.base in {s.name for s in image.stages}
-    assert image.lineage(image.final)[-1].base.startswith(f"nvidia/cuda:{TF_CUDA}-")
-    # cuDNN pinned to the documented version, Python 3.11 from the distribution.
-    runs = image.runs()
-    assert any(f"libcudnn9-cuda-${{cuda_major}}={image.global_args['CUDNN_VERSION']}-1" in r for r in runs)
-    assert any(f'"python{PYTHON}" -m venv /opt/tfpipe-venv' in r for r in runs)
-    # The source of the versions is written down next to them.
-    text = image.text()
-    assert "tensorflow.org/install/source" in text and "build_info" in text and TF_CUDA in text
+        negated = rule.startswith("!")
+        pattern = rule.lstrip("!").rstrip("/")
+        if pattern in ("*", path) or path.startswith(pattern + "/"):
+            allowed = negated
+    return allowed
+
+
+@pytest.mark.parametrize(
+    "relative", [AIRFLOW_DOCKERFILE, JOBS_CPU_DOCKERFILE, JOBS_GPU_DOCKERFILE, POSTGRES_DOCKERFILE]
+)
+def test_dockerignore_sends_every_file_the_dockerfiles_copy(relative: str) -> None:
+    image = dockerfile(relative)
+    for stage in image.stages:
+        for copy in stage.all("COPY"):
+            words = [w for w in copy.split() if not w.startswith("--")]
+            if copy.startswith("--from="):
+                continue
+            for source in words[:-1]:
+                assert (REPO / source).exists(), (relative, source)
+                assert _dockerignore_allows(source.rstrip("/")), f".dockerignore drops {source} ({relative})"
+    assert not _dockerignore_allows(".venv-jobs") and not _dockerignore_allows(".git")
+    assert not _dockerignore_allows("tests") and not _dockerignore_allows(".tfpipe")
