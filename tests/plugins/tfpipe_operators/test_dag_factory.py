@@ -89,8 +89,8 @@ def test_gcp_profile_uses_pods_and_bigquery(ctr_spec_path: Path, gcp_env: dict[s
     }
     extract = dag.get_task("extract_transform")
     assert "--runner" in extract.arguments and "/opt/tfpipe/pipelines/ctr/pipeline.yaml" in extract.arguments
-    assert "--sdk_container_image=europe-docker.pkg.dev/acme-ml/tfpipe/dataflow:0.1.0" in extract.arguments
-    assert not any(a.startswith("--sdk_container_image") for a in dag.get_task("train").arguments)
+    assert "--beam-arg=--sdk_container_image=europe-docker.pkg.dev/acme-ml/tfpipe/dataflow:0.1.0" in extract.arguments
+    assert not any("--sdk_container_image" in a for a in dag.get_task("train").arguments)
 
 
 def test_gcp_profile_without_settings_is_refused(gcp_env: dict[str, str]) -> None:
@@ -135,3 +135,18 @@ def test_the_dag_doc_says_where_the_scores_land(ctr_spec_path: Path) -> None:
     assert "warehouse `duckdb:///srv/warehouse.duckdb`" in doc
     assert "table `ctr_scores`" in doc and "view `ctr_scores_latest`" in doc
     assert "`/srv/artifacts/ctr/registry/blessed.json`" in doc
+
+
+def test_gcp_profile_runs_beam_on_dataflow(ctr_spec_path: Path, gcp_env: dict[str, str]) -> None:
+    """The Dataflow steps' pods launch a Dataflow job: the runner they are given is DataflowRunner
+    (not the local default, which would run the whole day inside the pod)."""
+    for profile, runner in (
+        (load_profile(gcp_env), "DataflowRunner"),
+        (load_profile({**gcp_env, "TFPIPE_BEAM_RUNNER": "DirectRunner"}), "DirectRunner"),
+        (Profile(), "DirectRunner"),
+        (load_profile({}), "DirectRunner"),
+    ):
+        dag = build_dag(load_spec(ctr_spec_path), profile)
+        for step in ("extract_transform", "batch_score"):
+            arguments = dag.get_task(step).arguments
+            assert arguments[arguments.index("--runner") + 1] == runner, (profile.name, step)
