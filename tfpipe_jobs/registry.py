@@ -132,12 +132,13 @@ def file_digest(path: str) -> str:
 def verified_model_dir(paths: RunPaths, entry: dict[str, Any]) -> str:
     """The folder of a blessed version, after checking its SavedModel's files are that version's."""
     folder = paths.model_version_dir(entry["model_version"])
-    if not artifacts.is_complete(folder):
+    published = artifacts.published(folder)  # on an object store: the version folder its pointer names
+    if published is None:
         raise artifacts.MissingArtifactError(
             f"{folder} is missing or incomplete (no {artifacts.SUCCESS}), but {paths.blessed_file} names model "
             f"version {entry['model_version']}: restore the folder, or rerun publish_model for ds {entry['ds']}"
         )
-    digest = saved_model_digest(folder)
+    digest = saved_model_digest(published)
     if digest != entry["digest"]:
         raise ModelIntegrityError(
             f"{folder} no longer holds model version {entry['model_version']}: its files have digest "
@@ -145,7 +146,7 @@ def verified_model_dir(paths: RunPaths, entry: dict[str, Any]) -> str:
             "published model; restore the folder, or bless a new model (rerun the day's export_serving_model, "
             "evaluate_gate and publish_model)"
         )
-    return folder
+    return published
 
 
 @contextmanager
@@ -213,8 +214,9 @@ def _document(paths: RunPaths, blessings: list[dict[str, Any]]) -> dict[str, Any
 
 def _store_version(serving_dir: str, target: str, version: str, digest: str) -> None:
     """Copy the judged serving model into its immutable folder, proving it is what was judged."""
-    if artifacts.is_complete(target):
-        if saved_model_digest(target) == digest:
+    published = artifacts.published(target)
+    if published is not None:
+        if saved_model_digest(published) == digest:
             return
         raise ModelIntegrityError(
             f"{target} exists but does not hold model version {version}: a published model was rewritten; "

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ProfileError(ValueError):
@@ -27,7 +27,7 @@ class Profile(BaseModel):
     warehouse: str = Field(default_factory=lambda: "duckdb://" + str(Path.home() / ".tfpipe" / "warehouse.duckdb"))
     job_cli: str = "tfpipe-job"
     job_specs_dir: str = Field(default="", description="where the job sees the specs; empty = same path as Airflow")
-    beam_runner: str = "DirectRunner"
+    beam_runner: str = Field(default="", description="empty = the profile's: DirectRunner, DataflowRunner in gcp")
     # gcp only
     gcp_project: str = ""
     gcp_region: str = "us-central1"
@@ -46,6 +46,13 @@ class Profile(BaseModel):
     dataflow_service_account: str = Field(default="", pattern=r"^$|^[^@\s]+@[^@\s]+$")
     temp_location: str = ""
     staging_location: str = ""
+
+    @model_validator(mode="after")
+    def _profile_runner(self) -> Profile:
+        # extract and score run on Dataflow in gcp: their pods only launch the job.
+        if not self.beam_runner:
+            object.__setattr__(self, "beam_runner", "DirectRunner" if self.name == "local" else "DataflowRunner")
+        return self
 
     @property
     def is_local(self) -> bool:

@@ -135,3 +135,18 @@ def test_the_dag_doc_says_where_the_scores_land(ctr_spec_path: Path) -> None:
     assert "warehouse `duckdb:///srv/warehouse.duckdb`" in doc
     assert "table `ctr_scores`" in doc and "view `ctr_scores_latest`" in doc
     assert "`/srv/artifacts/ctr/registry/blessed.json`" in doc
+
+
+def test_gcp_profile_runs_beam_on_dataflow(ctr_spec_path: Path, gcp_env: dict[str, str]) -> None:
+    """The Dataflow steps' pods launch a Dataflow job: the runner they are given is DataflowRunner
+    (not the local default, which would run the whole day inside the pod)."""
+    for profile, runner in (
+        (load_profile(gcp_env), "DataflowRunner"),
+        (load_profile({**gcp_env, "TFPIPE_BEAM_RUNNER": "DirectRunner"}), "DirectRunner"),
+        (Profile(), "DirectRunner"),
+        (load_profile({}), "DirectRunner"),
+    ):
+        dag = build_dag(load_spec(ctr_spec_path), profile)
+        for step in ("extract_transform", "batch_score"):
+            arguments = dag.get_task(step).arguments
+            assert arguments[arguments.index("--runner") + 1] == runner, (profile.name, step)
