@@ -175,8 +175,8 @@ def test_every_gcp_pod_runs_in_the_job_image(
     it for DS, with exactly two values substituted: `--warehouse bigquery://...` becomes a
     DuckDB file and `--artifact-root gs://...` a folder, both on the mounted test folder (no
     cloud here). Everything else stays, the Dataflow options of extract and score included
-    (the job parses them; the test deployment sets no TFPIPE_BEAM_RUNNER, so Beam runs on the
-    DirectRunner the pods name, inside the container).
+    (the job parses them). The deployment sets `TFPIPE_BEAM_RUNNER=DirectRunner` (the gcp
+    profile's default is Dataflow, which cannot run here), so Beam runs inside the container.
     The pods name the gcp deployment's registry image; this runs the same Dockerfile's local
     build, on CPU (the train pod's GPU request is the cluster's business).
     """
@@ -184,7 +184,8 @@ def test_every_gcp_pod_runs_in_the_job_image(
     data.mkdir()
     os.chown(data, 1000, 1000)  # the pod's fsGroup makes its volumes the job user's
     warehouse, artifacts = f"duckdb://{MOUNT}/warehouse.duckdb", f"{MOUNT}/artifacts"
-    pods = rendered_pods(gcp_env)
+    # A deployment that runs Beam inside the pod (TFPIPE_BEAM_RUNNER): no Dataflow service here.
+    pods = rendered_pods({**gcp_env, "TFPIPE_BEAM_RUNNER": "DirectRunner"})
     prefix = f"tfpipe-ct-{uuid.uuid4().hex[:8]}"
 
     def run(name: str, pod: dict[str, Any], args: list[str]) -> subprocess.CompletedProcess[str]:
