@@ -15,30 +15,11 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
-from tfpipe_jobs.warehouse import Warehouse
+from tfpipe_operators.warehouse import open_warehouse
 
 COUNTERS = "tfpipe"
 _DONE = object()
 SHARD_PARAM, SHARDS_PARAM = "tfpipe_read_shard", "tfpipe_read_shards"
-
-
-def sharded_sql(bigquery_sql: str, keys: list[str], warehouse_kind: str) -> str:
-    """The query restricted to one hash range of its key columns (`@tfpipe_read_shard` of
-    `@tfpipe_read_shards`), so several workers each read a disjoint part of the rows.
-
-    Every part re-runs the whole query in the warehouse: cheap for a columnar engine next
-    to the per-row work downstream, and it keeps each worker's read a plain stream.
-    """
-    body = bigquery_sql.strip().rstrip(";")
-    columns = ", ".join(f"`{k}`" for k in keys)
-    if warehouse_kind == "duckdb":
-        # DuckDB has no FARM_FINGERPRINT; its own HASH (varargs, unsigned) passes through the transpiler.
-        bucket = f"HASH({columns}) % @{SHARDS_PARAM}"
-    else:
-        # IFNULL: a NULL key must still land in one range, not vanish from every one.
-        text = " || '\\x1f' || ".join(f"IFNULL(CAST(`{k}` AS STRING), '')" for k in keys)
-        bucket = f"MOD(ABS(MOD(FARM_FINGERPRINT({text}), @{SHARDS_PARAM})), @{SHARDS_PARAM})"
-    return f"SELECT * FROM (\n{body}\n) AS source_rows WHERE {bucket} = @{SHARD_PARAM}"
 
 
 class ArrowCoder(beam.coders.Coder):  # type: ignore[misc]
@@ -130,7 +111,7 @@ class ReadWarehouse(beam.DoFn):  # type: ignore[misc]
     """Runs a query on the worker and emits its rows as record batches.
 
     The input element is None (the whole query) or a `(shard, shards)` pair: that hash
-    range of the key columns (see `sharded_sql`). `counter` names the counter of rows read
+    range of the key columns (the warehouse's `hash_shard_sql`). `counter` names the counter of rows read
     (None when a second pass over the same rows must not count them again).
     """
 
@@ -153,12 +134,12 @@ class ReadWarehouse(beam.DoFn):  # type: ignore[misc]
         self._counter = counter
 
     def process(self, shard: tuple[int, int] | None) -> Iterator[pa.RecordBatch]:
-        warehouse = Warehouse(self._url)
+        warehouse = open_warehouse(self._url)
         sql, params = self._sql, self._params
         if shard is not None and shard[1] > 1:
             if not self._keys:
                 raise ValueError("a sharded warehouse read needs the key columns to hash")
-            sql = sharded_sql(sql, self._keys, warehouse.kind)
+            sql = warehouse.hash_shard_sql(sql, self._keys, SHARD_PARAM, SHARDS_PARAM)
             params = {**params, SHARD_PARAM: shard[0], SHARDS_PARAM: shard[1]}
         batches = warehouse.batches(sql, params, self._batch_rows)
         for batch in prefetched(batches, self._prefetch):

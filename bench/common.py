@@ -66,8 +66,12 @@ class Workspace:
     root: Path
 
     @property
+    def warehouse_file(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
     def warehouse(self) -> str:
-        return f"duckdb://{self.root / 'warehouse.duckdb'}"
+        return f"duckdb://{self.warehouse_file}"
 
     @property
     def artifacts(self) -> Path:

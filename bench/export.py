@@ -226,7 +226,7 @@ def main() -> None:
     else:
         ws = fresh_workspace("export")
         sample_data.generate(
-            ws.warehouse.removeprefix("duckdb://"), DS, days=1, rows_per_day=args.rows, candidates_per_day=1000
+            str(ws.warehouse_file), DS, days=1, rows_per_day=args.rows, candidates_per_day=1000
         )
         for step in ("extract", "train"):
             run = ws.step(step, DS.isoformat(), "extract.lookback_days=0")

@@ -34,12 +34,14 @@ def pandas_script(warehouse: str, out_dir: str) -> dict:
     import pandas as pd
     import tensorflow as tf
 
-    from tfpipe_jobs.warehouse import to_duckdb
     from tfpipe_operators.features import FeatureKind
     from tfpipe_operators.spec import load_spec
+    from tfpipe_operators.warehouse import DuckDBWarehouse, open_warehouse, to_duckdb
 
     spec = load_spec(SPEC)
-    with duckdb.connect(warehouse.removeprefix("duckdb://"), read_only=True) as con:
+    opened = open_warehouse(warehouse)
+    assert isinstance(opened, DuckDBWarehouse)
+    with duckdb.connect(opened.path, read_only=True) as con:
         df = con.execute(to_duckdb(spec.source_sql), {"ds": DS, "lookback_days": 0}).df()
     hashed_keys = pd.util.hash_pandas_object(df[spec.keys].astype(str), index=False).to_numpy()
     is_eval = (hashed_keys % 100) < 20
@@ -111,7 +113,7 @@ def main() -> None:
     for rows in args.rows:
         ws = fresh_workspace(f"extract-{rows}")
         sample_data.generate(
-            ws.warehouse.removeprefix("duckdb://"), DS, days=1, rows_per_day=rows, candidates_per_day=1000
+            str(ws.warehouse_file), DS, days=1, rows_per_day=rows, candidates_per_day=1000
         )
         script = run_measured(
             [sys.executable, __file__, "--pandas-only", str(ws.root / "pandas"), "--warehouse", ws.warehouse]

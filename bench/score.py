@@ -39,14 +39,14 @@ def raw_throughput(ws, ds: date, rows: int, batch_rows: int) -> float:
     from tfpipe_jobs.artifacts import RunPaths
     from tfpipe_jobs.beam_jobs.arrow_batches import model_inputs
     from tfpipe_jobs.registry import require_blessed_as_of
-    from tfpipe_jobs.warehouse import Warehouse
+    from tfpipe_operators.warehouse import open_warehouse
     from tfpipe_operators.spec import load_spec
 
     spec = load_spec(SPEC)
     blessed = require_blessed_as_of(RunPaths(str(ws.artifacts), "ctr", ds.isoformat()), ds.isoformat())
     fn = tf.saved_model.load(blessed["serving"] + "/saved_model").signatures["predict_raw"]
     batches = []
-    for batch in Warehouse(ws.warehouse).batches(spec.scoring_sql + " LIMIT " + str(rows), {"ds": ds}, batch_rows):
+    for batch in open_warehouse(ws.warehouse).batches(spec.scoring_sql + " LIMIT " + str(rows), {"ds": ds}, batch_rows):
         batches.append({k: tf.constant(v) for k, v in model_inputs(spec, batch).items()})
     fn(**batches[0])  # trace and warm up
     started = time.perf_counter()
@@ -65,7 +65,7 @@ def main() -> None:
     batch_rows = args.batch_rows or ScoreConfig().batch_rows
     ws = fresh_workspace("score")
     largest = max(args.rows)
-    warehouse_path = ws.warehouse.removeprefix("duckdb://")
+    warehouse_path = str(ws.warehouse_file)
     print(f"generating: {TRAIN_ROWS} training events, candidates {args.rows} (population for {largest})", flush=True)
     sample_data.generate(
         warehouse_path, BASE_DS, days=1, rows_per_day=TRAIN_ROWS, candidates_per_day=1000, population_rows=largest

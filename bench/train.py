@@ -137,7 +137,7 @@ def bayes_ratio(ws) -> tuple[float, float]:
     day = ws.artifacts / "ctr" / DS.isoformat()
     evaluation = json.loads((day / "eval" / "evaluation.json").read_text())
     keys = pq.read_table(day / "data" / "eval_raw").column("event_id").to_pylist()
-    with duckdb.connect(ws.warehouse.removeprefix("duckdb://"), read_only=True) as con:
+    with duckdb.connect(str(ws.warehouse_file), read_only=True) as con:
         con.execute("CREATE TEMP TABLE k (event_id VARCHAR)")
         con.executemany("INSERT INTO k VALUES (?)", [[k] for k in keys])
         truth = con.execute("SELECT true_ctr, clicked FROM events JOIN k USING (event_id)").fetchnumpy()
@@ -150,7 +150,7 @@ def main() -> None:
     args = parser.parse_args()
     ws = fresh_workspace("train")
     sample_data.generate(
-        ws.warehouse.removeprefix("duckdb://"), DS, days=1, rows_per_day=args.rows, candidates_per_day=1000
+        str(ws.warehouse_file), DS, days=1, rows_per_day=args.rows, candidates_per_day=1000
     )
     extract = ws.step("extract", DS.isoformat(), "extract.lookback_days=0")
     print(f"extract_transform: {args.rows:,} rows in {extract.seconds:.0f}s", flush=True)

@@ -82,8 +82,8 @@ def _context(args: argparse.Namespace) -> Any:
     from tfpipe_jobs import tuned_config
     from tfpipe_jobs.artifacts import RunPaths
     from tfpipe_jobs.context import JobContext
-    from tfpipe_jobs.warehouse import Warehouse
     from tfpipe_operators.spec import load_spec, resolve_config, spec_queries
+    from tfpipe_operators.warehouse import open_warehouse
 
     spec = load_spec(args.spec)
     overrides = _overrides(args.set)
@@ -114,7 +114,7 @@ def _context(args: argparse.Namespace) -> Any:
         paths=paths,
         tuned=tuned,
         overrides={**overrides, **run},
-        warehouse=Warehouse(args.warehouse),
+        warehouse=open_warehouse(args.warehouse),
         runner=args.runner,
         beam_args=tuple(args.beam_arg),
     )
@@ -122,7 +122,7 @@ def _context(args: argparse.Namespace) -> Any:
     # every column the spec needs (a missing one otherwise fails deep inside Beam or tf.Transform).
     query = {"extract": "source", "score": "scoring"}.get(getattr(args, "command", ""))
     if query is not None:
-        ctx.warehouse.check_query(spec_queries(spec)[query], ctx.query_params, str(spec.path))
+        ctx.warehouse.check_query(spec, spec_queries(spec)[query], ctx.query_params).require()
     return ctx
 
 
@@ -192,10 +192,13 @@ def _select_trial(args: argparse.Namespace) -> dict[str, Any]:
 
 def _sample_data(args: argparse.Namespace) -> dict[str, Any]:
     from tfpipe_jobs import sample_data
-    from tfpipe_jobs.warehouse import Warehouse
+    from tfpipe_operators.warehouse import DuckDBWarehouse, open_warehouse
 
+    warehouse = open_warehouse(args.warehouse)
+    if not isinstance(warehouse, DuckDBWarehouse):
+        raise SystemExit(f"--warehouse {args.warehouse}: the sample data is written to a DuckDB warehouse only")
     counts = sample_data.generate(
-        Warehouse(args.warehouse).duckdb_path,
+        warehouse.path,
         end_date=args.end_date,
         days=args.days,
         rows_per_day=args.rows_per_day,

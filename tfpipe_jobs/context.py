@@ -7,8 +7,8 @@ from datetime import date
 from typing import Any
 
 from tfpipe_jobs.artifacts import RunPaths
-from tfpipe_jobs.warehouse import Warehouse
 from tfpipe_operators.spec import PipelineConfig, PipelineSpec
+from tfpipe_operators.warehouse import Warehouse
 
 
 class SkipStep(Exception):

@@ -1,10 +1,9 @@
 """publish_scores: replace one `ds` partition of the score table, all at once.
 
-local: DuckDB; the day's rows are deleted and inserted in one transaction, so a reader
-sees the old partition or the new one, never a mix and never both. gcp: one BigQuery
-load job into `table$YYYYMMDD` with WRITE_TRUNCATE, which replaces that partition
-atomically. Either way the `<table>_latest` view shows the newest partition,
-and the number of rows in the partition is checked against what batch_score wrote.
+The rules are here: which rows go in, when a smaller day is refused, and that the
+partition holds exactly what batch_score wrote. The warehouse makes the change atomic
+(`Warehouse.replace_partition`): one DuckDB transaction locally, one WRITE_TRUNCATE of
+`table$YYYYMMDD` on BigQuery. Either way the latest view shows the newest partition.
 
 With `scoring.top_k` in the spec only the best k rows per group are published (ties
 broken by the key columns, so a rerun keeps the same rows); the count check then expects
@@ -19,6 +18,7 @@ from typing import Any
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.context import JobContext
 from tfpipe_operators.spec import PipelineSpec
+from tfpipe_operators.warehouse import PartitionWrite
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,6 @@ class PartitionCountError(RuntimeError):
 
 class PartitionShrinkError(RuntimeError):
     """The new partition is empty or far smaller than the one it would replace or follow."""
-
-
-def reference_counts_sql(table: str, quote: str, param: str) -> str:
-    """Row counts of the day's existing partition and the newest one before it."""
-    t = f"{quote}{table}{quote}"
-    return f"SELECT ds, COUNT(*) AS n FROM {t} WHERE ds <= {param} GROUP BY ds ORDER BY ds DESC LIMIT 2"
 
 
 def check_not_shrinking(ctx: JobContext, new_rows: int, counts: list[tuple[Any, int]]) -> None:
@@ -68,12 +62,21 @@ def check_not_shrinking(ctx: JobContext, new_rows: int, counts: list[tuple[Any, 
 def publish(ctx: JobContext) -> dict[str, Any]:
     scores_dir = artifacts.require_complete(ctx.paths.scores, "batch_score")
     summary = artifacts.read_json(artifacts.join(scores_dir, "summary.json"))
-    files = artifacts.glob(artifacts.join(scores_dir, "*.parquet"))
-    if ctx.warehouse.kind == "duckdb":
-        written = _publish_duckdb(ctx, files, summary)
-    else:
-        written = _publish_bigquery(ctx, scores_dir, summary)
     top = ctx.spec.scoring.top_k
+    score = summary.get("score_column")
+    staged = artifacts.join(scores_dir, "*.parquet")
+    write = PartitionWrite(
+        table=ctx.spec.scoring.table,
+        view=ctx.spec.scoring.latest_view,
+        ds=ctx.ds,
+        files=[staged],  # DuckDB's read_parquet and a BigQuery load job both expand the wildcard
+        staged_rows=int(summary["rows"]),
+        before_write=lambda rows, counts: check_not_shrinking(ctx, rows, counts),
+        after_write=lambda written, expected: check_count(ctx, written, expected, summary["rows"]),
+        select_rows=(lambda source, quote: published_rows_sql(ctx.spec, source, quote, score)) if top else None,
+        count_rows=(lambda source, quote: expected_rows_sql(ctx.spec, source, quote)) if top else None,
+    )
+    written = ctx.warehouse.replace_partition(write)
     kept = f" (top {top.k} per {', '.join(top.group_by)} of {summary['rows']} scored)" if top else ""
     log.info(
         "publish_scores: %d rows written%s to %s, partition ds=%s (model %s); analysts: SELECT * FROM %s",
@@ -128,85 +131,3 @@ def expected_rows_sql(spec: PipelineSpec, source: str, quote: str) -> str:
         return f"SELECT COUNT(*) FROM {source}"
     groups = ", ".join(f"{quote}{c}{quote}" for c in top.group_by)
     return f"SELECT COALESCE(SUM(LEAST(n, {top.k})), 0) FROM (SELECT COUNT(*) AS n FROM {source} GROUP BY {groups})"
-
-
-def _publish_duckdb(ctx: JobContext, files: list[str], summary: dict[str, Any]) -> int:
-    table = ctx.spec.scoring.table
-    con = ctx.warehouse.connect_duckdb(read_only=False)
-    try:
-        con.execute("BEGIN TRANSACTION")
-        source = "read_parquet($files)"
-        con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM {source} LIMIT 0', {"files": files})
-        expected = con.execute(expected_rows_sql(ctx.spec, source, '"'), {"files": files}).fetchone()
-        counts = con.execute(reference_counts_sql(table, '"', "$ds"), {"ds": ctx.ds}).fetchall()
-        check_not_shrinking(ctx, int(expected[0]) if expected else 0, [(d, int(n)) for d, n in counts])
-        con.execute(f'DELETE FROM "{table}" WHERE ds = $ds', {"ds": ctx.ds})
-        rows = published_rows_sql(ctx.spec, source, '"', summary.get("score_column"))
-        con.execute(f'INSERT INTO "{table}" {rows}', {"files": files})
-        con.execute(
-            f'CREATE OR REPLACE VIEW "{ctx.spec.scoring.latest_view}" AS '
-            f'SELECT * FROM "{table}" WHERE ds = (SELECT max(ds) FROM "{table}")'
-        )
-        row = con.execute(f'SELECT count(*) FROM "{table}" WHERE ds = $ds', {"ds": ctx.ds}).fetchone()
-        written = int(row[0]) if row else 0
-        # Before COMMIT: a partition that is not exactly what was scored is never visible.
-        check_count(ctx, written, int(expected[0]) if expected else 0, summary["rows"])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.close()
-    return written
-
-
-def _publish_bigquery(ctx: JobContext, scores_dir: str, summary: dict[str, Any]) -> int:
-    """One load job (all rows) or, with top_k, a load into a staging table and one ranking query.
-
-    Both end in a single WRITE_TRUNCATE of `table$YYYYMMDD`: the partition flips at once.
-    """
-    from google.api_core.exceptions import NotFound
-    from google.cloud import bigquery
-
-    project, _, dataset = ctx.warehouse.url.removeprefix("bigquery://").partition("/")
-    client = bigquery.Client(project=project)
-    table_id = f"{project}.{dataset}.{ctx.spec.scoring.table}"
-    partition = f"{table_id}${ctx.ds:%Y%m%d}"
-    by_day = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field="ds")
-    truncate = bigquery.WriteDisposition.WRITE_TRUNCATE
-    files = artifacts.join(scores_dir, "*.parquet")
-    parquet = bigquery.SourceFormat.PARQUET
-    by_ds = bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("ds", "DATE", ctx.ds)])
-    try:
-        counts = [
-            (r["ds"], int(r["n"])) for r in client.query(reference_counts_sql(table_id, "`", "@ds"), by_ds).result()
-        ]
-    except NotFound:
-        counts = []  # the first partition of a new table
-    if ctx.spec.scoring.top_k is None:
-        expected = summary["rows"]
-        check_not_shrinking(ctx, expected, counts)
-        load = bigquery.LoadJobConfig(source_format=parquet, write_disposition=truncate, time_partitioning=by_day)
-        client.load_table_from_uri(files, partition, job_config=load).result()
-    else:
-        staging = f"{table_id}__staging_{ctx.ds:%Y%m%d}"
-        load = bigquery.LoadJobConfig(source_format=parquet, write_disposition=truncate)
-        client.load_table_from_uri(files, staging, job_config=load).result()
-        try:
-            expected = int(next(iter(client.query(expected_rows_sql(ctx.spec, f"`{staging}`", "`")).result()))[0])
-            check_not_shrinking(ctx, expected, counts)
-            ranked = bigquery.QueryJobConfig(
-                destination=partition, write_disposition=truncate, time_partitioning=by_day
-            )
-            sql = published_rows_sql(ctx.spec, f"`{staging}`", "`", summary.get("score_column"))
-            client.query(sql, job_config=ranked).result()
-        finally:
-            client.delete_table(staging, not_found_ok=True)
-    view = bigquery.Table(f"{project}.{dataset}.{ctx.spec.scoring.latest_view}")
-    view.view_query = f"SELECT * FROM `{table_id}` WHERE ds = (SELECT MAX(ds) FROM `{table_id}`)"
-    client.delete_table(view, not_found_ok=True)
-    client.create_table(view)
-    rows = client.query(f"SELECT COUNT(*) AS n FROM `{table_id}` WHERE ds = @ds", job_config=by_ds).result()
-    written = int(next(iter(rows))["n"])
-    check_count(ctx, written, expected, summary["rows"])
-    return written

@@ -23,7 +23,7 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "tfpipe",
-                "python-modules": ["tfpipe_operators.hooks.job_command", "tfpipe_operators.hooks.duckdb_warehouse"],
+                "python-modules": ["tfpipe_operators.hooks.job_command", "tfpipe_operators.hooks.warehouse"],
             }
         ],
         "extra-links": [

@@ -87,11 +87,3 @@ def test_sharded_read_needs_keys(ctr_warehouse) -> None:
     read = ReadWarehouse(ctr_warehouse.warehouse, "SELECT 1 AS a", {}, batch_rows=16)
     with pytest.raises(ValueError, match="needs the key columns"):
         list(read.process((0, 2)))
-
-
-def test_bigquery_shard_filter_hashes_every_key_null_safe() -> None:
-    from tfpipe_jobs.beam_jobs.warehouse_source import sharded_sql
-
-    sql = sharded_sql("SELECT a, b FROM t;", ["a", "b"], "bigquery")
-    assert "FARM_FINGERPRINT(IFNULL(CAST(`a` AS STRING), '') || '\\x1f' || IFNULL(CAST(`b` AS STRING), ''))" in sql
-    assert sql.endswith("= @tfpipe_read_shard") and "FROM t\n)" in sql

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context
 
-from tfpipe_operators.hooks.duckdb_warehouse import DuckDBWarehouseHook
+from tfpipe_operators.hooks.warehouse import WarehouseHook
 
 
 class WarehousePartitionSensor(BaseSensorOperator):  # type: ignore[misc]
@@ -22,7 +22,7 @@ class WarehousePartitionSensor(BaseSensorOperator):  # type: ignore[misc]
         self.ds = ds
 
     def poke(self, context: Context) -> bool:
-        rows = DuckDBWarehouseHook(self.warehouse).partition_rows(
+        rows = WarehouseHook(self.warehouse).partition_rows(
             self.table, self.partition_column, date.fromisoformat(self.ds)
         )
         self.log.info("%s.%s = %s: %d rows", self.table, self.partition_column, self.ds, rows)
