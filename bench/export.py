@@ -225,9 +225,7 @@ def main() -> None:
         print(f"reusing the data and model under {ws.root}", flush=True)
     else:
         ws = fresh_workspace("export")
-        sample_data.generate(
-            str(ws.warehouse_file), DS, days=1, rows_per_day=args.rows, candidates_per_day=1000
-        )
+        sample_data.generate(str(ws.warehouse_file), DS, days=1, rows_per_day=args.rows, candidates_per_day=1000)
         for step in ("extract", "train"):
             run = ws.step(step, DS.isoformat(), "extract.lookback_days=0")
             print(f"{step}: {args.rows:,} rows in {run.seconds:.0f}s", flush=True)

@@ -112,9 +112,7 @@ def main() -> None:
     figures = []
     for rows in args.rows:
         ws = fresh_workspace(f"extract-{rows}")
-        sample_data.generate(
-            str(ws.warehouse_file), DS, days=1, rows_per_day=rows, candidates_per_day=1000
-        )
+        sample_data.generate(str(ws.warehouse_file), DS, days=1, rows_per_day=rows, candidates_per_day=1000)
         script = run_measured(
             [sys.executable, __file__, "--pandas-only", str(ws.root / "pandas"), "--warehouse", ws.warehouse]
         )

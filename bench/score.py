@@ -39,8 +39,8 @@ def raw_throughput(ws, ds: date, rows: int, batch_rows: int) -> float:
     from tfpipe_jobs.artifacts import RunPaths
     from tfpipe_jobs.beam_jobs.arrow_batches import model_inputs
     from tfpipe_jobs.registry import require_blessed_as_of
-    from tfpipe_operators.warehouse import open_warehouse
     from tfpipe_operators.spec import load_spec
+    from tfpipe_operators.warehouse import open_warehouse
 
     spec = load_spec(SPEC)
     blessed = require_blessed_as_of(RunPaths(str(ws.artifacts), "ctr", ds.isoformat()), ds.isoformat())

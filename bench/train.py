@@ -149,9 +149,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
     ws = fresh_workspace("train")
-    sample_data.generate(
-        str(ws.warehouse_file), DS, days=1, rows_per_day=args.rows, candidates_per_day=1000
-    )
+    sample_data.generate(str(ws.warehouse_file), DS, days=1, rows_per_day=args.rows, candidates_per_day=1000)
     extract = ws.step("extract", DS.isoformat(), "extract.lookback_days=0")
     print(f"extract_transform: {args.rows:,} rows in {extract.seconds:.0f}s", flush=True)
     data_dir = str(ws.artifacts / "ctr" / DS.isoformat() / "data")

@@ -204,8 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--warehouse",
         default=os.environ.get("TFPIPE_WAREHOUSE"),
-        help="duckdb:///path/to/warehouse.duckdb or bigquery://project/dataset (default: $TFPIPE_WAREHOUSE); "
-        "read only",
+        help="duckdb:///path/to/warehouse.duckdb or bigquery://project/dataset (default: $TFPIPE_WAREHOUSE); read only",
     )
     parser.add_argument(
         "--ds",

@@ -24,8 +24,8 @@ from tfpipe_jobs.beam_jobs.batch_score import (
 )
 from tfpipe_jobs.registry import NoBlessedModelError
 from tfpipe_jobs.score_table import PartitionCountError
-from tfpipe_jobs.warehouse import Warehouse
 from tfpipe_operators.spec import load_spec
+from tfpipe_operators.warehouse import open_warehouse
 
 DS = date(2026, 11, 21)
 
@@ -38,7 +38,7 @@ def _partition(ctr_run) -> dict:
 def test_one_row_per_scoring_key_with_the_models_prediction(ctr_run) -> None:
     spec = load_spec(ctr_run.spec)
     scoring = (
-        Warehouse(ctr_run.warehouse)
+        open_warehouse(ctr_run.warehouse)
         .table(spec.scoring_sql, {"ds": DS})
         .sort_by([("user_id", "ascending"), ("item_id", "ascending")])
     )
@@ -89,7 +89,7 @@ def test_no_blessed_model_is_a_clear_error(ctr_warehouse, tmp_path: Path) -> Non
 
 def test_null_and_unseen_features_are_scored_and_counted(ctr_run) -> None:
     spec = load_spec(ctr_run.spec)
-    scoring = Warehouse(ctr_run.warehouse).table(spec.scoring_sql, {"ds": DS})
+    scoring = open_warehouse(ctr_run.warehouse).table(spec.scoring_sql, {"ds": DS})
     vocabulary = read_vocabulary(str(ctr_run.day() / "serving" / "saved_model" / "assets" / "vocab_user_id"))
     users = scoring.column("user_id").combine_chunks()
     unseen = sum(1 for u in users.to_pylist() if u is not None and u.encode() not in set(vocabulary.to_pylist()))

@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 from tfpipe_jobs import packed_examples
 from tfpipe_jobs.beam_jobs.arrow_batches import SchemaMismatchError
 from tfpipe_jobs.beam_jobs.data_stats import DataValidationError
-from tfpipe_jobs.warehouse import WarehouseError
+from tfpipe_operators.warehouse import WarehouseError
 
 
 def _read_examples(folder: Path, feature_spec: dict) -> dict[str, np.ndarray]:

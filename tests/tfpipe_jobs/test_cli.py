@@ -9,8 +9,8 @@ import pytest
 
 from tfpipe_jobs import cli
 from tfpipe_jobs.sample_data import CANDIDATES_DDL, EVENTS_DDL
-from tfpipe_jobs.warehouse import WarehouseError
 from tfpipe_operators.spec import SpecError
+from tfpipe_operators.warehouse import WarehouseError
 
 DS = "2026-11-21"
 

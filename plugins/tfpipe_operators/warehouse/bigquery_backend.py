@@ -97,7 +97,9 @@ class BigQueryWarehouse(Warehouse):
         except WarehouseError:
             raise
         except Exception as exc:  # google.api_core's errors: NotFound, Forbidden, ...
-            raise WarehouseError(f"warehouse {self.url}: cannot read dataset {self.project}.{self.dataset}: {exc}") from exc
+            raise WarehouseError(
+                f"warehouse {self.url}: cannot read dataset {self.project}.{self.dataset}: {exc}"
+            ) from exc
         return f"BigQuery dataset {self.project}.{self.dataset} is readable"
 
     def job_config(self, bound: Mapping[str, Any], **options: Any) -> Any:

@@ -54,6 +54,7 @@ def test_sample_spec_is_valid_against_a_duckdb_warehouse(
         "OK   spec",
         "OK   config",
         "OK   config",  # the spec as written and its variant `wide`
+        "OK   warehouse",
         "OK   source sql",
         "OK   scoring sql",
         "OK   dag",
@@ -74,16 +75,28 @@ def test_warehouse_defaults_to_tfpipe_warehouse(
     assert any(line.startswith("OK   scoring sql") for line in lines)
 
 
-def test_without_a_duckdb_warehouse_the_sql_check_is_skipped(
+def test_without_a_warehouse_the_sql_check_is_skipped(
     spec_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TFPIPE_WAREHOUSE", raising=False)
     code, lines = _run(capsys, str(spec_dir / "pipeline.yaml"))
     assert code == 0
     assert any(line.startswith("SKIP sql: no warehouse given") for line in lines)
+
+
+def test_a_bigquery_warehouse_without_credentials_fails_saying_how_to_log_in(
+    spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BigQuery is checked like DuckDB (its dry run); with no credentials the line says how to get them."""
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "BIGQUERY_EMULATOR_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))  # no gcloud login of this machine's user
     code, lines = _run(capsys, str(spec_dir / "pipeline.yaml"), "--warehouse", "bigquery://acme/analytics")
-    assert code == 0
-    assert any(line.startswith("SKIP sql: bigquery://acme/analytics is not a DuckDB warehouse") for line in lines)
+    assert code == 1
+    [fail] = _fails(lines)
+    assert fail.startswith("FAIL warehouse: warehouse bigquery://acme/analytics: no Google credentials")
+    assert "gcloud auth application-default login" in fail and "GOOGLE_APPLICATION_CREDENTIALS" in fail
+    assert any(line.startswith("OK   dag") for line in lines)  # the other checks still run
 
 
 def test_training_sql_that_drops_a_feature_fails_naming_file_and_column(
@@ -92,9 +105,11 @@ def test_training_sql_that_drops_a_feature_fails_naming_file_and_column(
     _edit(spec_dir / "train.sql", "  user_age,\n", "")
     code, lines = _run(capsys, str(spec_dir / "pipeline.yaml"), "--warehouse", warehouse)
     assert code == 1
-    assert _fails(lines) == [
-        f"FAIL source sql: {spec_dir / 'train.sql'}: result has no column 'user_age' (features in pipeline.yaml)"
-    ]
+    [fail] = _fails(lines)
+    assert fail.startswith(
+        f"FAIL source sql: {spec_dir / 'train.sql'}: result has no column 'user_age' (features in pipeline.yaml); "
+        "select it in train.sql (it returns: event_id, user_id,"
+    )
     assert any(line.startswith("OK   scoring sql") for line in lines)  # the other query is still checked
     assert lines[-1].startswith("INVALID:")
 
@@ -116,7 +131,9 @@ def test_a_key_the_sql_does_not_return_fails_naming_the_key(
     code, lines = _run(capsys, str(spec_dir / "pipeline.yaml"), "--warehouse", warehouse)
     assert code == 1
     [fail] = _fails(lines)
-    assert fail == f"FAIL source sql: {spec_dir / 'train.sql'}: result has no column 'evnt_id' (keys in pipeline.yaml)"
+    assert fail.startswith(
+        f"FAIL source sql: {spec_dir / 'train.sql'}: result has no column 'evnt_id' (keys in pipeline.yaml); "
+    )
 
 
 def test_an_unknown_config_key_in_a_variant_fails_naming_file_and_key(
@@ -138,7 +155,7 @@ def test_a_numeric_feature_read_as_text_fails_with_its_type(
     code, lines = _run(capsys, str(spec_dir / "pipeline.yaml"), "--warehouse", warehouse)
     assert code == 1
     [fail] = _fails(lines)
-    assert "'user_age' is VARCHAR; a numeric feature needs a numeric column" in fail
+    assert "'user_age' is string; a numeric feature needs a numeric column" in fail
 
 
 def test_a_parameter_no_run_binds_fails(spec_dir: Path, warehouse: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,7 +174,7 @@ def test_sql_that_does_not_run_fails_with_the_database_error(
     assert code == 1
     [fail] = _fails(lines)
     line = _line_of(spec_dir / "train.sql", "FROM event_log")
-    assert fail.startswith(f"FAIL source sql: {spec_dir / 'train.sql'}:{line}: does not run on DuckDB: Catalog Error")
+    assert fail.startswith(f"FAIL source sql: {spec_dir / 'train.sql'}:{line}: query failed on DuckDB: Catalog Error")
     assert "event_log" in fail
 
 
@@ -166,8 +183,8 @@ def test_a_missing_warehouse_file_fails(spec_dir: Path, tmp_path: Path, capsys: 
     code, lines = _run(capsys, str(spec_dir / "pipeline.yaml"), "--warehouse", f"duckdb://{missing}")
     assert code == 1
     [fail] = _fails(lines)
-    assert fail.startswith(f"FAIL warehouse: {missing}: DuckDB file not found; check --warehouse")
-    assert "TFPIPE_WAREHOUSE" in fail
+    assert fail.startswith(f"FAIL warehouse: DuckDB warehouse {missing} does not exist")
+    assert "tfpipe-job sample-data" in fail
     assert not missing.exists()  # read-only: never creates the file
 
 

@@ -126,7 +126,9 @@ def test_check_query_names_the_file_the_missing_columns_and_the_spec(
     with pytest.raises(WarehouseError) as err:
         sample_warehouse.check_query(spec, spec_queries(spec)["scoring"], DS_PARAMS).require()
     message = str(err.value)
-    assert message.startswith(f"{path}: result has no column 'hour' (features in pipeline.yaml); select it in score.sql")
+    assert message.startswith(
+        f"{path}: result has no column 'hour' (features in pipeline.yaml); select it in score.sql"
+    )
 
 
 def test_check_query_refuses_a_query_without_ds_unless_the_spec_says_static(
