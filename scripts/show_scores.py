@@ -6,9 +6,8 @@ import argparse
 import sys
 from datetime import date
 
-import duckdb
-
 from tfpipe_operators.spec import load_spec
+from tfpipe_operators.warehouse import DuckDBWarehouse, open_warehouse
 
 
 def main() -> int:
@@ -18,9 +17,13 @@ def main() -> int:
     parser.add_argument("--ds", required=True, type=date.fromisoformat)
     args = parser.parse_args()
     spec = load_spec(args.spec)
-    path = args.warehouse.removeprefix("duckdb://")
+    warehouse = open_warehouse(args.warehouse)
+    if not isinstance(warehouse, DuckDBWarehouse):
+        print(f"{args.warehouse}: this script reads a DuckDB warehouse; query BigQuery with bq", file=sys.stderr)
+        return 2
+    path = warehouse.path
     table, view, keys = spec.scoring.table, spec.scoring.latest_view, spec.scoring.keys
-    con = duckdb.connect(path, read_only=True)
+    con = warehouse.connect(read_only=True)
     rows = con.execute(f'SELECT count(*) FROM "{table}" WHERE ds = $ds', {"ds": args.ds}).fetchone()
     n = int(rows[0]) if rows else 0
     if n == 0:

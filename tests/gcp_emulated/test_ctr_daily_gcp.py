@@ -11,6 +11,11 @@ Dataflow-only `--beam-arg=` options are dropped. Everything else (the spec path,
 warehouse URL, the gs:// root, the run params, the pod's env with its config overrides) is
 the pod's own. GKE and the Dataflow service are not exercised.
 
+The export step is first SIGKILLed mid-publish (its new version has objects on gs://, its
+pointer is not written), as a lost node or an OOM kill would stop it: the test checks a reader
+finds nothing it takes for complete, then the rerun (the task's retry) publishes and sweeps it.
+Validate and the source sensor's hook are run against the same stand-in warehouse.
+
 publish_scores loads into `ctr_scores$YYYYMMDD` from gs://, which the BigQuery stand-in
 refuses (see test_bigquery_standin.py): the step runs, and its failure is checked to be that
 documented limit of the stand-in. That is not proof of how BigQuery behaves.
@@ -21,9 +26,13 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -147,6 +156,7 @@ print(json.dumps({
     "splits": artifacts.read_json(data + "/stats.json")["splits"],
     "config": artifacts.read_json(model + "/config.json"),
     "serving": serving,
+    "serving_versions": sorted(v.rstrip("/") for v in tf.io.gfile.glob(paths.serving + ".v-*")),
     "serving_saved_model": tf.io.gfile.exists(serving + "/" + artifacts.SAVED_MODEL_DIR + "/saved_model.pb"),
     "loaded_signatures": sorted(tf.saved_model.load(serving + "/" + artifacts.SAVED_MODEL_DIR).signatures),
     "verdict": verdict,
@@ -306,20 +316,80 @@ def _run_step(gcp_standins: Any, task_id: str, pod: dict[str, Any]) -> StepRun:
     return StepRun(task_id, argv, out.returncode, result, out.stderr, time.monotonic() - started)
 
 
+READ_KILLED_EXPORT = """
+import tensorflow as tf
+
+from tfpipe_jobs import artifacts
+from tfpipe_jobs.artifacts import RunPaths
+
+paths = RunPaths(PARAMS["root"], "ctr", PARAMS["ds"])
+versions = sorted(v.rstrip("/") for v in tf.io.gfile.glob(paths.serving + ".v-*"))
+try:
+    artifacts.require_complete(paths.serving, "export")
+    refused = None
+except Exception as exc:  # what the evaluate step would meet
+    refused = f"{type(exc).__name__}: {exc}"
+print(json.dumps({
+    "versions": versions,
+    "complete": [artifacts.is_complete(v) for v in versions],
+    "published": artifacts.published(paths.serving),
+    "refused": refused,
+}))
+"""
+
+
+def _gcs_objects(gcp_standins: Any, prefix: str) -> list[str]:
+    """Object names under `prefix` (a gs:// path), listed by the GCS stand-in's JSON API."""
+    bucket, _, key = prefix.removeprefix("gs://").partition("/")
+    url = f"{gcp_standins.gcs.url}/storage/v1/b/{bucket}/o?prefix={urllib.parse.quote(key)}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return [item["name"] for item in json.load(response).get("items", [])]
+
+
+def _kill_mid_publish(gcp_standins: Any, pod: dict[str, Any], root: str) -> dict[str, Any]:
+    """Start the export step as its pod would and SIGKILL it once its new version has objects
+    on gs:// but before its pointer: a node lost, an OOM kill (no SIGTERM, no cleanup)."""
+    argv = [str(JOB_CLI), *runnable_here(pod["args"])]
+    env = gcp_standins.process_env(**pod["env"], TF_CPP_MIN_LOG_LEVEL="2")
+    serving = f"{root}/ctr/{DS}/serving"
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    try:
+        while not _gcs_objects(gcp_standins, serving + ".v-"):
+            assert proc.poll() is None, f"export ended before writing anything:\n{proc.stderr.read()[-4000:]}"
+            assert time.monotonic() < deadline, "export wrote nothing on gs:// in time"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert proc.stderr is not None
+    proc.stderr.close()
+    return {"returncode": proc.returncode, "pointer": _gcs_objects(gcp_standins, serving + "/_CURRENT")}
+
+
 @pytest.fixture(scope="module")
 def chain(
-    gcp_standins: Any, sample_in_bigquery: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+    gcp_standins: Any,
+    client_process: Client,
+    sample_in_bigquery: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, dict[str, dict[str, Any]], dict[str, StepRun]]]:
     root = f"{gcp_standins.artifact_root}/chain-{uuid.uuid4().hex[:8]}"
     pods = _render_pods(gcp_standins, root, tmp_path_factory.mktemp("airflow-home"))
     runs: dict[str, StepRun] = {}
+    killed: dict[str, Any] = {}
     for task_id in POD_STEPS:
+        if task_id == "export_serving_model":
+            killed = _kill_mid_publish(gcp_standins, pods[task_id], root)
+            killed["seen"] = client_process(READ_KILLED_EXPORT, root=root, ds=DS)
         runs[task_id] = run = _run_step(gcp_standins, task_id, pods[task_id])
         if task_id != "publish_scores":
             assert run.returncode == 0, f"{task_id} exited {run.returncode}:\n{run.stderr[-6000:]}"
         if task_id == "publish_model":
             # A retry of the task (or a cleared run): the model's folder on gs:// is already there.
             runs["publish_model_again"] = _run_step(gcp_standins, task_id, pods[task_id])
+    runs["killed_export"] = StepRun("export_serving_model", [], killed["returncode"], killed, "", 0.0)
     yield root, pods, runs
 
 
@@ -358,6 +428,16 @@ def test_ctr_daily_runs_in_the_gcp_profile_against_the_standins(
     assert any(v.startswith("vocab_user_id") for v in state["vocabularies"])
     # train: the override set on the Airflow worker reached the train pod
     assert state["config"]["config"]["train.epochs"] == int(EPOCHS_OVERRIDE)
+    # export killed mid-publish (before its pointer): a reader finds nothing complete and says so
+    killed = runs["killed_export"]
+    assert killed.returncode == -signal.SIGKILL and killed.result is not None
+    seen = killed.result["seen"]
+    assert killed.result["pointer"] == [] and seen["published"] is None
+    assert seen["versions"] and seen["complete"] == [False] * len(seen["versions"])
+    assert seen["refused"] is not None and f"{root}/ctr/{DS}/serving" in seen["refused"], seen
+    # ... and the rerun (the task's retry) published its own version and swept the killed one
+    assert state["serving"] not in seen["versions"]
+    assert state["serving_versions"] == [state["serving"]]
     # export: the serving SavedModel, loadable from gs://
     assert state["serving"].startswith(f"{root}/ctr/{DS}/serving.v-") and state["serving_saved_model"]
     assert "serving_default" in state["loaded_signatures"]
@@ -381,7 +461,7 @@ def test_ctr_daily_runs_in_the_gcp_profile_against_the_standins(
     failure = publish.stderr.strip().splitlines()[-1]
     assert failure.startswith("google.api_core.exceptions.BadRequest: 400"), publish.stderr[-6000:]
     assert "Invalid table id" in failure and f"ctr_scores${DS.replace('-', '')}" in failure, failure
-    assert "load_table_from_uri(files, partition" in publish.stderr, "refused at the load, not before it"
+    assert "load_table_from_uri(write.files, partition" in publish.stderr, "refused at the load, not before it"
     timings = {task_id: round(run.seconds, 1) for task_id, run in runs.items()}
     print("step seconds:", timings)
 
@@ -402,3 +482,76 @@ def test_steps_read_the_published_versions_on_gcs(
     assert again.returncode == 0, again.stderr[-6000:]
     assert again.result is not None and again.result["current"] == version
     assert score.result["model_version"] == version
+
+
+SENSOR_POKES = """
+import json
+import sys
+from datetime import date
+
+from tfpipe_operators.hooks.warehouse import WarehouseHook
+
+hook = WarehouseHook(sys.argv[1])
+days = {d: hook.partition_rows("events", "event_date", date.fromisoformat(d)) for d in sys.argv[2:]}
+days["missing table"] = hook.partition_rows("no_such_table", "event_date", date.fromisoformat(sys.argv[2]))
+print(json.dumps(days))
+"""
+
+
+def _airflow_env(gcp_standins: Any) -> dict[str, str]:
+    return gcp_standins.process_env(
+        {k: v for k, v in os.environ.items() if not k.startswith(("TFPIPE_", "AIRFLOW"))},
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    )
+
+
+def test_validate_checks_the_sql_on_the_bigquery_standin(
+    gcp_standins: Any, sample_in_bigquery: dict[str, Any], tmp_path: Path
+) -> None:
+    """`validate --warehouse bigquery://...` as a data engineer runs it: the dry run gives each
+    query's columns and types, and the rows of the day are counted on the stand-in."""
+    spec = str(SPECS_DIR / "ctr" / "pipeline.yaml")
+    argv = [str(AIRFLOW_PYTHON), "-m", "tfpipe_operators.validate", spec, "--warehouse", gcp_standins.warehouse]
+    out = subprocess.run(
+        [*argv, "--ds", DS], env=_airflow_env(gcp_standins), capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stdout + out.stderr[-4000:]
+    lines = out.stdout.splitlines()
+    events = sum(sample_in_bigquery["events"].values())  # the day and its 2-day look-back: every sample day
+    candidates = sample_in_bigquery["candidates"][DS]
+    assert any(line.startswith("OK   warehouse: BigQuery dataset") for line in lines), lines
+    assert any(line.startswith("OK   source sql") and "runs on bigquery" in line for line in lines), lines
+    assert any(line.startswith("OK   source sql") and f"returns {events:,} rows for ds {DS}" in line for line in lines)
+    assert any(
+        line.startswith("OK   scoring sql") and f"returns {candidates:,} rows for ds {DS}" in line for line in lines
+    )
+
+    # A feature the SQL no longer returns is caught by the dry run, before any step runs.
+    copy = tmp_path / "ctr"
+    shutil.copytree(SPECS_DIR / "ctr", copy)
+    train_sql = copy / "train.sql"
+    assert "  user_age,\n" in train_sql.read_text()
+    train_sql.write_text(train_sql.read_text().replace("  user_age,\n", "", 1))
+    argv[3] = str(copy / "pipeline.yaml")
+    out = subprocess.run(
+        [*argv, "--ds", DS], env=_airflow_env(gcp_standins), capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 1, out.stdout
+    [fail] = [line for line in out.stdout.splitlines() if line.startswith("FAIL")]
+    assert fail.startswith(f"FAIL source sql: {train_sql}: result has no column 'user_age' (features in pipeline.yaml)")
+
+
+def test_the_source_sensor_counts_the_days_rows_on_the_bigquery_standin(
+    gcp_standins: Any, sample_in_bigquery: dict[str, Any]
+) -> None:
+    later = "2026-11-22"  # no rows yet: the sensor keeps waiting
+    out = subprocess.run(
+        [str(AIRFLOW_PYTHON), "-c", SENSOR_POKES, gcp_standins.warehouse, DS, later],
+        env=_airflow_env(gcp_standins),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    counts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert counts == {DS: sample_in_bigquery["events"][DS], later: 0, "missing table": 0}

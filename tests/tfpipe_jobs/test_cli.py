@@ -74,8 +74,7 @@ def test_the_score_step_refuses_a_scoring_query_missing_a_feature(
     with pytest.raises(WarehouseError) as err:
         _context("score", spec_dir / "pipeline.yaml", warehouse, tmp_path)
     assert str(err.value).startswith(
-        f"{spec_dir / 'score.sql'}: the query's result has no column hour (features), "
-        f"which {spec_dir / 'pipeline.yaml'} asks for"
+        f"{spec_dir / 'score.sql'}: result has no column 'hour' (features in pipeline.yaml); select it in score.sql"
     )
     _context("extract", spec_dir / "pipeline.yaml", warehouse, tmp_path)  # the training query is not the problem
 
@@ -84,7 +83,8 @@ def test_the_extract_step_refuses_a_training_query_missing_the_label(
     spec_dir: Path, warehouse: str, tmp_path: Path
 ) -> None:
     _edit(spec_dir / "train.sql", "  position,\n  clicked\n", "  position\n")
-    with pytest.raises(WarehouseError, match=r"train\.sql: the query's result has no column clicked \(label\.column\)"):
+    missing = r"train\.sql: result has no column 'clicked' \(label\.column in pipeline\.yaml\)"
+    with pytest.raises(WarehouseError, match=missing):
         _context("extract", spec_dir / "pipeline.yaml", warehouse, tmp_path)
 
 

@@ -218,7 +218,7 @@ CASES = [
         "a scoring query missing a feature",
         "score",
         lambda box: box.edit("score.sql", "  hour,\n", "") or [],
-        r"score.sql: the query's result has no column hour",
+        r"score.sql: result has no column 'hour' \(features in pipeline.yaml\); select it in score.sql",
     ),
     Case(
         "a bad run param",
