@@ -141,33 +141,21 @@ def _job_spec_path(spec: PipelineSpec, profile: Profile) -> str:
 
 
 def _wait_for_source(spec: PipelineSpec, profile: Profile) -> BaseOperator:
-    common: dict[str, Any] = {
-        "task_id": "wait_for_source",
-        "mode": "reschedule",
-        "timeout": 12 * 3600,
-        "doc_md": f"Waits for `{spec.source.table}` to have rows for `ds`.",
-    }
-    if profile.is_local:
-        from tfpipe_operators.sensors.partition import WarehousePartitionSensor
+    """One sensor for both profiles: it counts the day's rows through the warehouse interface
+    (a DuckDB query locally, a BigQuery query in gcp), so it works on any table whose
+    partition column holds the day, partitioned or not."""
+    from tfpipe_operators.sensors.partition import WarehousePartitionSensor
 
-        return WarehousePartitionSensor(
-            warehouse=profile.warehouse,
-            table=spec.source.table,
-            partition_column=spec.source.partition_column,
-            ds=DS,
-            poke_interval=30,
-            **common,
-        )
-    from airflow.providers.google.cloud.sensors.bigquery import BigQueryTablePartitionExistenceSensor
-
-    project, _, dataset = profile.warehouse.removeprefix("bigquery://").partition("/")
-    return BigQueryTablePartitionExistenceSensor(
-        project_id=project,
-        dataset_id=dataset,
-        table_id=spec.source.table,
-        partition_id="{{ ds_nodash }}",
-        poke_interval=300,
-        **common,
+    return WarehousePartitionSensor(
+        task_id="wait_for_source",
+        warehouse=profile.warehouse,
+        table=spec.source.table,
+        partition_column=spec.source.partition_column,
+        ds=DS,
+        mode="reschedule",  # holds no worker slot between pokes
+        timeout=12 * 3600,
+        poke_interval=30 if profile.is_local else 300,
+        doc_md=f"Waits for `{spec.source.table}` to have rows for `ds`.",
     )
 
 

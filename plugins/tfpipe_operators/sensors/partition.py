@@ -1,4 +1,4 @@
-"""WarehousePartitionSensor: wait until the source table has rows for `ds` (local profile)."""
+"""WarehousePartitionSensor: wait until the source table has rows for `ds` (DuckDB or BigQuery)."""
 
 from __future__ import annotations
 

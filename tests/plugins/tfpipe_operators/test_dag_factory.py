@@ -81,7 +81,9 @@ def test_run_params_pass_only_set_values() -> None:
 def test_gcp_profile_uses_pods_and_bigquery(ctr_spec_path: Path, gcp_env: dict[str, str]) -> None:
     dag = build_dag(load_spec(ctr_spec_path), load_profile(gcp_env))
     assert _chain(dag) == CHAIN  # same task ids in both profiles
-    assert type(dag.get_task("wait_for_source")).__name__ == "BigQueryTablePartitionExistenceSensor"
+    sensor = dag.get_task("wait_for_source")
+    assert type(sensor).__name__ == "WarehousePartitionSensor"  # the same sensor, on the BigQuery backend
+    assert sensor.warehouse == "bigquery://acme-ml/analytics" and sensor.poke_interval == 300
     assert all(isinstance(dag.get_task(s), KubernetesPodOperator) for s in STEPS)
     assert {s for s in STEPS if type(dag.get_task(s)).__name__ == "DataflowPodOperator"} == {
         "extract_transform",
