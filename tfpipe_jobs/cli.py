@@ -184,6 +184,35 @@ def _rebuild_registry(args: argparse.Namespace) -> dict[str, Any]:
     return registry.rebuild(RunPaths(root=args.artifact_root, pipeline=pipeline, ds=""))
 
 
+def _registry(args: argparse.Namespace) -> dict[str, Any]:
+    """`tfpipe-job registry list|rollback|bless`: an operator's look at, or change to, the registry."""
+    from tfpipe_jobs import registry_ops
+    from tfpipe_jobs.artifacts import RunPaths
+    from tfpipe_operators.spec import load_spec
+
+    pipeline = load_spec(args.spec).pipeline
+    today = max(date.today(), datetime.now(UTC).date())
+    ds = args.ds.isoformat() if args.ds else None
+    version = args.version.strip()
+    try:
+        if args.action == "list":
+            for option, value in (("--version", version), ("--reason", args.reason.strip())):
+                if value:
+                    raise registry_ops.RegistryCommandError(f"{option} is not used by list (got {value!r})")
+            paths = RunPaths(root=args.artifact_root, pipeline=pipeline, ds="")
+            return registry_ops.history(paths, ds or today.isoformat())
+        by = registry_ops.who(args.who, os.environ)
+        if args.action == "rollback":
+            paths = RunPaths(root=args.artifact_root, pipeline=pipeline, ds="")
+            return registry_ops.rollback(paths, version, ds, args.reason, by, today)
+        if ds is None:
+            raise registry_ops.RegistryCommandError("--ds is required: the day whose refused model is blessed")
+        paths = RunPaths(root=args.artifact_root, pipeline=pipeline, ds=ds)
+        return registry_ops.bless_refused(paths, args.reason, by, expected_version=version)
+    except registry_ops.RegistryCommandError as exc:
+        raise SystemExit(f"tfpipe-job registry {args.action}: {exc}") from None
+
+
 def _select_trial(args: argparse.Namespace) -> dict[str, Any]:
     from tfpipe_jobs import tuned_config
 
@@ -213,6 +242,11 @@ def _iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _optional_date(text: str) -> date | None:
+    """A date, or None for an empty value (a form field left blank)."""
+    return _iso_date(text) if text.strip() else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,6 +285,35 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--spec", required=True, type=Path, help="the pipeline's pipeline.yaml")
     rebuild.add_argument("--artifact-root", required=True, help="local folder or gs:// prefix")
     rebuild.set_defaults(fn=_rebuild_registry)
+
+    reg = sub.add_parser("registry", help="the registry's history, a rollback, a manual bless (operators)")
+    actions = reg.add_subparsers(dest="action", required=True)
+    # Every action takes the same options (an empty value is "not given"), so the registry DAG
+    # passes its whole form whatever the action; each action says which it needs.
+    for action, help_text in (
+        ("list", "every registry event, newest first, and which version scores --ds (default today)"),
+        ("rollback", "from --ds (default: the current event's) on, score with the earlier blessed --to version"),
+        ("bless", "bless by hand the model the gate refused for --ds"),
+    ):
+        p = actions.add_parser(action, help=help_text, description=help_text)
+        p.add_argument("--spec", required=True, type=Path, help="the pipeline's pipeline.yaml")
+        p.add_argument("--artifact-root", required=True, help="local folder or gs:// prefix")
+        p.add_argument(
+            "--ds",
+            "--from-ds",
+            default=None,
+            type=_optional_date,
+            help="list: the day to resolve; rollback: the first day rolled back; bless: the refused day",
+        )
+        p.add_argument(
+            "--version",
+            "--to",
+            default="",
+            help="rollback: the blessed version to score with; bless: the refused version expected (a check)",
+        )
+        p.add_argument("--reason", default="", help="why (rollback, bless: required, recorded)")
+        p.add_argument("--who", default="", help="who makes the change (default: $TFPIPE_USER, $USER)")
+        p.set_defaults(fn=_registry)
 
     gen = sub.add_parser("sample-data", help="write the synthetic ctr tables into a DuckDB warehouse")
     gen.add_argument("--warehouse", required=True)

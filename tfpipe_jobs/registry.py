@@ -136,7 +136,8 @@ def verified_model_dir(paths: RunPaths, entry: dict[str, Any]) -> str:
     if published is None:
         raise artifacts.MissingArtifactError(
             f"{folder} is missing or incomplete (no {artifacts.SUCCESS}), but {paths.blessed_file} names model "
-            f"version {entry['model_version']}: restore the folder, or rerun publish_model for ds {entry['ds']}"
+            f"version {entry['model_version']}: restore the folder, or rerun publish_model for ds "
+            f"{entry.get('origin_ds', entry['ds'])}"
         )
     digest = saved_model_digest(published)
     if digest != entry["digest"]:
@@ -201,15 +202,60 @@ def _update(paths: RunPaths, change: Callable[[dict[str, Any] | None], dict[str,
     return _write_locked(paths, change)
 
 
+NIGHTLY = "bless"  # publish_model after the gate blessed the model
+MANUAL = "manual"  # an operator blessed a model the gate refused (`tfpipe-job registry bless`)
+ROLLBACK = "rollback"  # an operator pointed scoring back at an earlier version (`tfpipe-job registry rollback`)
+
+
+def kind(entry: dict[str, Any]) -> str:
+    """What made a registry event; records older than event kinds are nightly blessings."""
+    return str(entry.get("kind") or NIGHTLY)
+
+
+def _order(entry: dict[str, Any]) -> tuple[str, str]:
+    return entry["ds"], entry.get("blessed_at", "")
+
+
 def _document(paths: RunPaths, blessings: list[dict[str, Any]]) -> dict[str, Any]:
-    """The registry file: blessings in (ds, time) order, the same version blessed again for the
-    same day kept once (its latest), and the current blessing repeated at the top level."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for entry in sorted(blessings, key=lambda e: (e["ds"], e.get("blessed_at", ""))):
-        latest.pop((entry["ds"], entry["model_version"]), None)
-        latest[(entry["ds"], entry["model_version"])] = entry
-    history = sorted(latest.values(), key=lambda e: (e["ds"], e.get("blessed_at", "")))
+    """The registry file: events in (ds, time) order, the current one repeated at the top level.
+
+    The same version blessed again for the same day by publish_model (a rerun) is kept once,
+    its latest; an operator's events (manual blessings, rollbacks) are all kept, since each
+    says who did what and why.
+    """
+    latest: dict[tuple[str, ...], dict[str, Any]] = {}
+    for entry in sorted(blessings, key=_order):
+        key: tuple[str, ...] = (entry["ds"], entry["model_version"])
+        if kind(entry) != NIGHTLY:
+            key = (*key, kind(entry), entry.get("blessed_at", ""))
+        latest.pop(key, None)
+        latest[key] = entry
+    history = sorted(latest.values(), key=_order)
     return {**history[-1], "pipeline": paths.pipeline, "history": history}
+
+
+def record_event(paths: RunPaths, entry: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Add one event: its own record first, then blessed.json in one serialised update.
+
+    Returns the current event before the update and the registry after it.
+    """
+    # The record first: whatever happens to blessed.json, every event can be rebuilt from these.
+    record = hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    artifacts.make_dirs(paths.blessings)
+    artifacts.write_json(artifacts.join(paths.blessings, f"{entry['model_version']}-{record}.json"), entry)
+    before: dict[str, Any] = {}
+
+    def add(doc: dict[str, Any] | None) -> dict[str, Any]:
+        history = list((doc or {}).get("history", []))
+        before["current"] = history[-1] if history else None
+        return _document(paths, [*history, entry])
+
+    doc = _update(paths, add)
+    return before["current"], doc
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _store_version(serving_dir: str, target: str, version: str, digest: str) -> None:
@@ -240,6 +286,14 @@ def publish(ctx: JobContext) -> dict[str, Any]:
     evaluation = artifacts.read_json(artifacts.join(eval_dir, "evaluation.json"))
     if verdict != "blessed":
         raise SkipStep(f"the gate refused the model of {ctx.ds}: " + "; ".join(evaluation["rules"]))
+    return bless_candidate(paths, ctx.ds.isoformat(), eval_dir, evaluation, {"kind": NIGHTLY})
+
+
+def bless_candidate(
+    paths: RunPaths, ds: str, eval_dir: str, evaluation: dict[str, Any], event: dict[str, Any]
+) -> dict[str, Any]:
+    """Bless the model the gate judged for `ds`: copied into its immutable version folder once
+    its files are proven to be the judged ones, then recorded (publish_model and a manual bless)."""
     candidate = evaluation.get("candidate") or {}
     if not {"model_version", "digest"} <= candidate.keys():
         raise artifacts.MissingArtifactError(
@@ -253,8 +307,8 @@ def publish(ctx: JobContext) -> dict[str, Any]:
     serving_dir = artifacts.require_complete(paths.serving, "export_serving_model")
     _store_version(serving_dir, model_dir, version, digest)
     entry = {
-        "pipeline": ctx.spec.pipeline,
-        "ds": ctx.ds.isoformat(),
+        "pipeline": paths.pipeline,
+        "ds": ds,
         "model_version": version,
         "digest": digest,
         "serving": model_dir,
@@ -264,28 +318,19 @@ def publish(ctx: JobContext) -> dict[str, Any]:
         "variant": evaluation.get("variant"),
         "trial": evaluation.get("trial"),
         "data_fingerprint": candidate.get("data_fingerprint"),
-        "blessed_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+        **event,
+        "blessed_at": now(),
     }
-    # The record first: whatever happens to blessed.json, every blessing can be rebuilt from these.
-    record = hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    artifacts.make_dirs(paths.blessings)
-    artifacts.write_json(artifacts.join(paths.blessings, f"{version}-{record}.json"), entry)
-    before: dict[str, Any] = {}
-
-    def add(doc: dict[str, Any] | None) -> dict[str, Any]:
-        history = list((doc or {}).get("history", []))
-        before["current"] = history[-1]["model_version"] if history else None
-        return _document(paths, [*history, entry])
-
-    doc = _update(paths, add)
+    before, doc = record_event(paths, entry)
+    previous = before["model_version"] if before else None
     current = doc["history"][-1]
     if current["model_version"] == version:
-        log.info("registry: %s is now the blessed model of %s (was %s)", version, ctx.spec.pipeline, before["current"])
+        log.info("registry: %s is now the blessed model of %s (was %s)", version, paths.pipeline, previous)
     else:
         log.info(
             "registry: %s is blessed for %s and scores it; the current model stays %s (from the newer ds %s)",
             version,
-            ctx.ds,
+            ds,
             current["model_version"],
             current["ds"],
         )

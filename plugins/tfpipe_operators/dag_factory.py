@@ -23,6 +23,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from tfpipe_operators import callbacks
 from tfpipe_operators.profiles import Profile, load_profile
+from tfpipe_operators.registry_dag import build_registry_dag
 from tfpipe_operators.spec import STAGES, PipelineSpec, SpecError, discover_specs, load_spec, resolve_config
 
 log = logging.getLogger(__name__)
@@ -325,6 +326,7 @@ def build_dags(specs_dir: str | Path, profile: Profile | None = None) -> dict[st
             errors.append(str(exc))
             continue
         dags[spec.dag_id] = build_dag(spec, profile)
+        dags[f"{spec.pipeline}_registry"] = build_registry_dag(spec, profile)
         if spec.search_space:
             tune = build_tune_dag(spec, profile)
             dags[tune.dag_id] = tune

@@ -16,34 +16,6 @@ from tfpipe_jobs import artifacts, registry
 from tfpipe_jobs.artifacts import RunPaths
 
 
-def _candidate(ctr_run, root: Path, ds: str) -> dict:
-    """The shared run's serving model as `ds`'s export, and its evaluation blessing or refusing it."""
-    serving = root / "ctr" / ds / "serving"
-    if not serving.exists():
-        shutil.copytree(ctr_run.day() / "serving", serving)
-    digest = registry.saved_model_digest(str(serving))
-    return {"serving": str(serving), "model_version": registry.model_version(ds, digest), "digest": digest}
-
-
-def _eval_dir(ctr_run, root: Path, ds: str, verdict: str) -> dict:
-    candidate = _candidate(ctr_run, root, ds)
-    folder = root / "ctr" / ds / "eval"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    rules = ["FAIL lift over baseline: auc 0.50 vs 0.50"] if verdict == "refused" else ["PASS lift over baseline"]
-    evaluation = {
-        "verdict": verdict,
-        "rules": rules,
-        "metrics": {"new": {"auc": 0.7}},
-        "config_hash": "abc123abc123",
-        "candidate": candidate,
-    }
-    (folder / "evaluation.json").write_text(json.dumps(evaluation))
-    (folder / "verdict").write_text(verdict + "\n")
-    (folder / "_SUCCESS").write_text("")
-    return candidate
-
-
 def _registry(root: Path) -> dict:
     return json.loads((root / "ctr" / "registry" / "blessed.json").read_text())
 
@@ -64,11 +36,11 @@ def test_first_blessed_model_is_an_immutable_version(ctr_run) -> None:
     assert ctr_run.results["score"]["model_version"] == entry["model_version"]
 
 
-def test_refused_model_is_skipped_and_registry_kept(ctr_run, tmp_path: Path) -> None:
+def test_refused_model_is_skipped_and_registry_kept(ctr_run, judge, tmp_path: Path) -> None:
     root = tmp_path / "artifacts"
     shutil.copytree(Path(ctr_run.artifacts) / "ctr" / "registry", root / "ctr" / "registry")
     before = (root / "ctr" / "registry" / "blessed.json").read_text()
-    _eval_dir(ctr_run, root, "2026-11-22", "refused")
+    judge(root, "2026-11-22", "refused")
     result = ctr_run.run("publish-model", ds="2026-11-22", artifacts=str(root))
     assert result["exit_code"] == 99
     assert "the gate refused the model of 2026-11-22: FAIL lift over baseline" in result["skipped"]
@@ -76,10 +48,10 @@ def test_refused_model_is_skipped_and_registry_kept(ctr_run, tmp_path: Path) -> 
     assert not (root / "ctr" / "models").exists()
 
 
-def test_an_older_day_is_blessed_for_itself_and_never_replaces_a_newer(ctr_run, tmp_path: Path) -> None:
+def test_an_older_day_is_blessed_for_itself_and_never_replaces_a_newer(ctr_run, judge, tmp_path: Path) -> None:
     root = tmp_path / "artifacts"
     for ds in ("2026-11-21", "2026-11-20", "2026-11-23"):
-        _eval_dir(ctr_run, root, ds, "blessed")
+        judge(root, ds, "blessed")
     newer = ctr_run.run("publish-model", ds="2026-11-21", artifacts=str(root))
     older = ctr_run.run("publish-model", ds="2026-11-20", artifacts=str(root))
     assert older["exit_code"] == 0 and older["current"] == newer["model_version"]
@@ -96,9 +68,9 @@ def test_an_older_day_is_blessed_for_itself_and_never_replaces_a_newer(ctr_run, 
     assert latest["exit_code"] == 0 and _registry(root)["model_version"] == latest["model_version"]
 
 
-def test_publish_refuses_a_serving_folder_changed_after_the_gate(ctr_run, tmp_path: Path) -> None:
+def test_publish_refuses_a_serving_folder_changed_after_the_gate(ctr_run, judge, tmp_path: Path) -> None:
     root = tmp_path / "artifacts"
-    candidate = _eval_dir(ctr_run, root, "2026-11-22", "blessed")
+    candidate = judge(root, "2026-11-22", "blessed")
     # a same-day rerun of the export replaced the folder the gate judged
     with open(Path(candidate["serving"]) / "saved_model" / "saved_model.pb", "ab") as f:
         f.write(b"\0")
@@ -108,10 +80,10 @@ def test_publish_refuses_a_serving_folder_changed_after_the_gate(ctr_run, tmp_pa
     assert not list((root / "ctr").glob("models/*"))  # the staged copy is gone too
 
 
-def test_a_damaged_registry_names_the_repair_and_the_repair_works(ctr_run, tmp_path: Path) -> None:
+def test_a_damaged_registry_names_the_repair_and_the_repair_works(ctr_run, judge, tmp_path: Path) -> None:
     root = tmp_path / "artifacts"
     for ds in ("2026-11-20", "2026-11-21"):
-        _eval_dir(ctr_run, root, ds, "blessed")
+        judge(root, ds, "blessed")
         assert ctr_run.run("publish-model", ds=ds, artifacts=str(root))["exit_code"] == 0
     good = _registry(root)
     blessed = root / "ctr" / "registry" / "blessed.json"
@@ -153,13 +125,13 @@ def test_concurrent_blessings_in_threads_lose_no_update(ctr_run, tmp_path: Path)
     assert doc is not None and [e["ds"] for e in doc["history"]] == days and doc["ds"] == days[-1]
 
 
-def test_twenty_rounds_of_racing_publishes_keep_the_newer_day(ctr_run, tmp_path: Path) -> None:
+def test_twenty_rounds_of_racing_publishes_keep_the_newer_day(ctr_run, judge, tmp_path: Path) -> None:
     """Two `publish-model` processes at once, 11-30 and 12-01: the 12-01 model is current every round."""
     cli = [str(Path(sys.executable).parent / "tfpipe-job")]  # the installed command, as Airflow runs it
     env = {**os.environ, "TFPIPE_JOB_CLI": ""}
     for round_ in range(20):
         root = tmp_path / f"round{round_}"
-        versions = {ds: _eval_dir(ctr_run, root, ds, "blessed")["model_version"] for ds in ("2026-11-30", "2026-12-01")}
+        versions = {ds: judge(root, ds, "blessed")["model_version"] for ds in ("2026-11-30", "2026-12-01")}
         procs = [
             subprocess.Popen(
                 [*cli, *ctr_run.args("publish-model", ds, artifacts=str(root))], env=env, stdout=subprocess.DEVNULL
