@@ -372,3 +372,7 @@ def make_dirs(path: str) -> None:
 
 def remove_tree(path: str) -> None:
     _gfile(path).rmtree(path)
+
+
+def remove_file(path: str) -> None:
+    _gfile(path).remove(path)

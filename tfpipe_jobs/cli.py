@@ -196,7 +196,8 @@ def _registry(args: argparse.Namespace) -> dict[str, Any]:
     version = args.version.strip()
     try:
         if args.action == "list":
-            for option, value in (("--version", version), ("--reason", args.reason.strip())):
+            given = (("--version", version), ("--reason", args.reason), ("--expected-current", args.expected_current))
+            for option, value in ((option, value.strip()) for option, value in given):
                 if value:
                     raise registry_ops.RegistryCommandError(f"{option} is not used by list (got {value!r})")
             paths = RunPaths(root=args.artifact_root, pipeline=pipeline, ds="")
@@ -204,11 +205,11 @@ def _registry(args: argparse.Namespace) -> dict[str, Any]:
         by = registry_ops.who(args.who, os.environ)
         if args.action == "rollback":
             paths = RunPaths(root=args.artifact_root, pipeline=pipeline, ds="")
-            return registry_ops.rollback(paths, version, ds, args.reason, by, today)
+            return registry_ops.rollback(paths, version, ds, args.reason, by, today, args.expected_current)
         if ds is None:
             raise registry_ops.RegistryCommandError("--ds is required: the day whose refused model is blessed")
         paths = RunPaths(root=args.artifact_root, pipeline=pipeline, ds=ds)
-        return registry_ops.bless_refused(paths, args.reason, by, expected_version=version)
+        return registry_ops.bless_refused(paths, args.reason, by, args.expected_current, version=version)
     except registry_ops.RegistryCommandError as exc:
         raise SystemExit(f"tfpipe-job registry {args.action}: {exc}") from None
 
@@ -310,6 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--to",
             default="",
             help="rollback: the blessed version to score with; bless: the refused version expected (a check)",
+        )
+        p.add_argument(
+            "--expected-current",
+            default="",
+            metavar="VERSION",
+            help="rollback, bless (required): the version you expect to score the day now, as `list` shows it "
+            "('none': no model); the change is refused if the registry changed since",
         )
         p.add_argument("--reason", default="", help="why (rollback, bless: required, recorded)")
         p.add_argument("--who", default="", help="who makes the change (default: $TFPIPE_USER, $USER)")

@@ -13,6 +13,12 @@ blessing never displaces a newer one. Each update is one serialised read-modify-
 a lock file locally, with a generation precondition on GCS (two writers cannot both win).
 Each blessing is also written as its own record under `registry/blessings/` first, so a
 damaged `blessed.json` can be rebuilt (`tfpipe-job rebuild-registry`).
+
+Operators add events of their own (`tfpipe_jobs/registry_ops.py`): a manual blessing of a
+model the gate refused, and a rollback to an earlier blessed version from a given ds on.
+Each names the version it replaces, and is written only if that version still scores its
+ds when the serialised update runs: of two operators acting on the same state, one wins and
+the other is told the registry changed.
 """
 
 from __future__ import annotations
@@ -49,6 +55,10 @@ class RegistryCorruptError(RuntimeError):
 
 class ModelIntegrityError(RuntimeError):
     """A model's files no longer have the digest its version names."""
+
+
+class StaleRegistryError(RuntimeError):
+    """An operator's change expected another version to score its day than the registry now has."""
 
 
 def model_version(ds: str, digest: str) -> str:
@@ -99,11 +109,17 @@ def read_blessed(paths: RunPaths) -> dict[str, Any] | None:
     return doc["history"][-1] if doc and doc["history"] else None
 
 
-def blessed_as_of(paths: RunPaths, ds: str) -> dict[str, Any] | None:
-    """The blessing that scores `ds`: the latest one of the newest ds on or before it."""
-    doc = read_registry(paths)
-    earlier = [e for e in (doc or {}).get("history", []) if e["ds"] <= ds]
+def scoring_event(history: list[dict[str, Any]], ds: str) -> dict[str, Any] | None:
+    """The event of a history (in registry order) that scores `ds`: the latest one of the
+    newest ds on or before it, whatever its kind (a nightly or manual blessing, a rollback)."""
+    earlier = [e for e in history if e["ds"] <= ds]
     return earlier[-1] if earlier else None
+
+
+def blessed_as_of(paths: RunPaths, ds: str) -> dict[str, Any] | None:
+    """The event that scores `ds` (see `scoring_event`); what scoring and the gate load."""
+    doc = read_registry(paths)
+    return scoring_event((doc or {}).get("history", []), ds)
 
 
 def require_blessed_as_of(paths: RunPaths, ds: str) -> dict[str, Any]:
@@ -205,6 +221,7 @@ def _update(paths: RunPaths, change: Callable[[dict[str, Any] | None], dict[str,
 NIGHTLY = "bless"  # publish_model after the gate blessed the model
 MANUAL = "manual"  # an operator blessed a model the gate refused (`tfpipe-job registry bless`)
 ROLLBACK = "rollback"  # an operator pointed scoring back at an earlier version (`tfpipe-job registry rollback`)
+NO_MODEL = "none"  # how an operator says "no model scores that day yet" (--expected-current none)
 
 
 def kind(entry: dict[str, Any]) -> str:
@@ -234,27 +251,59 @@ def _document(paths: RunPaths, blessings: list[dict[str, Any]]) -> dict[str, Any
     return {**history[-1], "pipeline": paths.pipeline, "history": history}
 
 
-def record_event(paths: RunPaths, entry: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+def record_event(
+    paths: RunPaths, entry: dict[str, Any], guarded: bool = False
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """Add one event: its own record first, then blessed.json in one serialised update.
 
+    `guarded` (an operator's change): the update is refused with StaleRegistryError unless
+    the version scoring the entry's ds is still `entry["replaces"]` (None: no model), checked
+    on the state the update writes over, so of two changes made on the same state one wins.
     Returns the current event before the update and the registry after it.
     """
     # The record first: whatever happens to blessed.json, every event can be rebuilt from these.
     record = hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    record_file = artifacts.join(paths.blessings, f"{entry['model_version']}-{record}.json")
     artifacts.make_dirs(paths.blessings)
-    artifacts.write_json(artifacts.join(paths.blessings, f"{entry['model_version']}-{record}.json"), entry)
+    artifacts.write_json(record_file, entry)
     before: dict[str, Any] = {}
 
     def add(doc: dict[str, Any] | None) -> dict[str, Any]:
         history = list((doc or {}).get("history", []))
+        if guarded:
+            check_scoring(paths, history, entry["ds"], entry["replaces"])
         before["current"] = history[-1] if history else None
         return _document(paths, [*history, entry])
 
-    doc = _update(paths, add)
+    try:
+        doc = _update(paths, add)
+    except StaleRegistryError:
+        # Refused: its record must not come back with a rebuild.
+        artifacts.remove_file(record_file)
+        raise
     return before["current"], doc
 
 
+def check_scoring(paths: RunPaths, history: list[dict[str, Any]], ds: str, expected: str | None) -> None:
+    """Raise StaleRegistryError unless `expected` (None: no model) is what scores `ds`."""
+    scoring = scoring_event(history, ds)
+    found = scoring["model_version"] if scoring else None
+    if found == expected:
+        return
+    if scoring is None:
+        now_text = "no model does now"
+    else:
+        by = f" by {scoring['who']}" if scoring.get("who") else ""
+        now_text = f"{found} does now ({kind(scoring)} event of {scoring['ds']}{by}, {scoring.get('blessed_at')})"
+    raise StaleRegistryError(
+        f"stale expected version: --expected-current {expected or NO_MODEL} was to score {ds}, but {now_text} in "
+        f"{paths.blessed_file}. The registry changed since it was read; check `tfpipe-job registry list --ds {ds}` "
+        f"and, if the change still makes sense, repeat it with --expected-current {found or NO_MODEL}"
+    )
+
+
 def now() -> str:
+    """An event's time: microseconds, so two events of one ds keep the order they were made in."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
@@ -290,10 +339,16 @@ def publish(ctx: JobContext) -> dict[str, Any]:
 
 
 def bless_candidate(
-    paths: RunPaths, ds: str, eval_dir: str, evaluation: dict[str, Any], event: dict[str, Any]
+    paths: RunPaths,
+    ds: str,
+    eval_dir: str,
+    evaluation: dict[str, Any],
+    event: dict[str, Any],
+    guarded: bool = False,
 ) -> dict[str, Any]:
     """Bless the model the gate judged for `ds`: copied into its immutable version folder once
-    its files are proven to be the judged ones, then recorded (publish_model and a manual bless)."""
+    its files are proven to be the judged ones, then recorded (publish_model and a manual bless;
+    `guarded` as in `record_event`)."""
     candidate = evaluation.get("candidate") or {}
     if not {"model_version", "digest"} <= candidate.keys():
         raise artifacts.MissingArtifactError(
@@ -321,7 +376,7 @@ def bless_candidate(
         **event,
         "blessed_at": now(),
     }
-    before, doc = record_event(paths, entry)
+    before, doc = record_event(paths, entry, guarded=guarded)
     previous = before["model_version"] if before else None
     current = doc["history"][-1]
     if current["model_version"] == version:

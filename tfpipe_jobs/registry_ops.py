@@ -11,6 +11,10 @@ before it. So a rollback recorded for ds D makes every day from D on use the ver
 names and leaves the days before D as they were; a later event of the same ds (another
 rollback, a manual bless, a rerun of publish_model for D) wins over it; and a blessing of a
 newer ds, the next nightly blessed model, supersedes it from that ds on.
+
+Every change names the version the operator expects to score its ds now
+(`--expected-current`, as `list` shows it); the registry update refuses it if another change
+got there first, so two operators acting on what they saw cannot both win.
 """
 
 from __future__ import annotations
@@ -61,10 +65,17 @@ def _require_registry(paths: RunPaths) -> dict[str, Any]:
     return doc
 
 
-def _as_of(history: list[dict[str, Any]], ds: str) -> dict[str, Any] | None:
-    """The event that scores `ds` (what registry.blessed_as_of returns, on a registry already read)."""
-    earlier = [e for e in history if e["ds"] <= ds]
-    return earlier[-1] if earlier else None
+def _expected(value: str, history: list[dict[str, Any]], ds: str) -> str | None:
+    """`--expected-current`: the version the operator saw scoring `ds` (`none`: no model)."""
+    value = value.strip()
+    if not value:
+        scoring = registry.scoring_event(history, ds)
+        raise RegistryCommandError(
+            f"--expected-current is empty: name the version you expect to score {ds} now (`tfpipe-job registry "
+            f"list --ds {ds}` shows it; it is {scoring['model_version'] if scoring else registry.NO_MODEL}), "
+            "so a change someone made since you looked is not overwritten"
+        )
+    return None if value == registry.NO_MODEL else value
 
 
 def _is_blessing(entry: dict[str, Any]) -> bool:
@@ -112,8 +123,11 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         lines.append(f"{row['ds']}  {row['kind']:<8}  {row['model_version']}")
         lines.append(f"    when {row['when']}  who {row['who']}  scores {row['scores']}")
-        if "origin_ds" in row:
-            lines.append(f"    rolled back from {row.get('replaces')} to the model blessed for {row['origin_ds']}")
+        replaced = row.get("replaces") or "no model"
+        if row["kind"] == registry.ROLLBACK:
+            lines.append(f"    rolled back from {replaced} to the model blessed for {row.get('origin_ds')}")
+        elif row["kind"] == registry.MANUAL:
+            lines.append(f"    blessed by hand over the gate's refusal, replacing {replaced}")
         lines.append(f"    metrics {row['metrics']}")
         lines.append(f"    why {row['why']}")
     return "\n".join(lines)
@@ -123,7 +137,7 @@ def history(paths: RunPaths, ds: str) -> dict[str, Any]:
     """The events, newest first, and the version that scores `ds`."""
     doc = _require_registry(paths)
     rows = _rows(doc["history"])
-    scoring = _as_of(doc["history"], ds)
+    scoring = registry.scoring_event(doc["history"], ds)
     if scoring is None:
         line = f"scoring {ds}: no model (the first blessing is of {doc['history'][0]['ds']})"
     else:
@@ -141,8 +155,11 @@ def history(paths: RunPaths, ds: str) -> dict[str, Any]:
     }
 
 
-def rollback(paths: RunPaths, to: str, from_ds: str | None, reason: str, by: str, today: date) -> dict[str, Any]:
-    """From `from_ds` on (default: the current event's ds), score with the earlier blessed version `to`."""
+def rollback(
+    paths: RunPaths, to: str, from_ds: str | None, reason: str, by: str, today: date, expected_current: str
+) -> dict[str, Any]:
+    """From `from_ds` on (default: the current event's ds), score with the earlier blessed version `to`,
+    if `expected_current` still scores `from_ds` (`none`: no model)."""
     why = _reason(reason)
     if not to.strip():
         raise RegistryCommandError("--to is empty: name the blessed version to roll back to (see `registry list`)")
@@ -167,12 +184,17 @@ def rollback(paths: RunPaths, to: str, from_ds: str | None, reason: str, by: str
             f"version {target['model_version']} was blessed for {target['ds']}, after {start}: a newer day's model "
             f"never scores an older day; roll back from {target['ds']} or later, or to a version blessed by {start}"
         )
-    scoring = _as_of(events, start)
+    scoring = registry.scoring_event(events, start)
     if scoring is not None and scoring["model_version"] == target["model_version"]:
         raise RegistryCommandError(
             f"version {target['model_version']} already scores {start} ({registry.kind(scoring)} event of "
             f"{scoring['ds']}): nothing to roll back"
         )
+    expected = _expected(expected_current, events, start)
+    try:
+        registry.check_scoring(paths, events, start, expected)  # early; checked again when written
+    except registry.StaleRegistryError as exc:
+        raise RegistryCommandError(str(exc)) from None
     # Scoring must be able to load it: the version's folder is still there, with its files.
     try:
         registry.verified_model_dir(paths, target)
@@ -184,12 +206,15 @@ def rollback(paths: RunPaths, to: str, from_ds: str | None, reason: str, by: str
         "ds": start,
         "kind": registry.ROLLBACK,
         "origin_ds": target["ds"],
-        "replaces": scoring["model_version"] if scoring else None,
+        "replaces": expected,
         "who": by,
         "why": why,
         "blessed_at": registry.now(),
     }
-    _, doc = registry.record_event(paths, entry)
+    try:
+        _, doc = registry.record_event(paths, entry, guarded=True)
+    except registry.StaleRegistryError as exc:
+        raise RegistryCommandError(str(exc)) from None
     after = [e["ds"] for e in doc["history"] if e["ds"] > start]
     until = after[0] if after else None
     log.info(
@@ -206,7 +231,7 @@ def rollback(paths: RunPaths, to: str, from_ds: str | None, reason: str, by: str
         log.warning(
             "registry: from %s on, the event of that day (%s) scores again, not %s",
             until,
-            _as_of(doc["history"], until)["model_version"],  # type: ignore[index]
+            registry.scoring_event(doc["history"], until)["model_version"],  # type: ignore[index]
             target["model_version"],
         )
     return {
@@ -221,11 +246,13 @@ def rollback(paths: RunPaths, to: str, from_ds: str | None, reason: str, by: str
     }
 
 
-def bless_refused(paths: RunPaths, reason: str, by: str, expected_version: str = "") -> dict[str, Any]:
+def bless_refused(paths: RunPaths, reason: str, by: str, expected_current: str, version: str = "") -> dict[str, Any]:
     """Bless the model the gate refused for `paths.ds`, recording the gate's refusal and the reason.
 
-    `expected_version`, when given, must be the refused candidate's: the operator blesses the
-    model they looked at, not one a rerun of the day put there since.
+    `expected_current` must still score that ds when the registry is written (`none`: no
+    model): of two operators blessing on the same state, one wins. `version`, when given,
+    must be the refused candidate's: the operator blesses the model they looked at, not one
+    a rerun of the day put there since.
     """
     why = _reason(reason)
     ds = paths.ds
@@ -237,35 +264,43 @@ def bless_refused(paths: RunPaths, reason: str, by: str, expected_version: str =
         )
     evaluation = artifacts.read_json(artifacts.join(eval_dir, "evaluation.json"))
     verdict = artifacts.read_text(artifacts.join(eval_dir, "verdict")).strip()
-    version = (evaluation.get("candidate") or {}).get("model_version", "?")
+    candidate = (evaluation.get("candidate") or {}).get("model_version", "?")
     if verdict != "refused":
         raise RegistryCommandError(
-            f"the gate did not refuse the model of {ds} ({version}, verdict {verdict!r} in {eval_dir}): "
+            f"the gate did not refuse the model of {ds} ({candidate}, verdict {verdict!r} in {eval_dir}): "
             "publish_model blesses it; rerun that day's publish_model instead of blessing by hand"
         )
-    if expected_version and expected_version != version:
+    if version and version != candidate:
         raise RegistryCommandError(
-            f"--version {expected_version} is not the model the gate refused for {ds}: that is {version} "
+            f"--version {version} is not the model the gate refused for {ds}: that is {candidate} "
             f"({eval_dir}/evaluation.json)"
         )
     if artifacts.published(paths.serving) is None:
         raise RegistryCommandError(
-            f"the refused model of {ds} ({version}) is missing: {paths.serving} is gone or incomplete, so the "
+            f"the refused model of {ds} ({candidate}) is missing: {paths.serving} is gone or incomplete, so the "
             "model the gate judged cannot be blessed (rerun the day's export_serving_model and evaluate_gate)"
         )
     doc = registry.read_registry(paths)
-    for entry in (doc or {}).get("history", []):
-        if entry["ds"] == ds and entry["model_version"] == version and _is_blessing(entry):
+    history = (doc or {}).get("history", [])
+    for entry in history:
+        if entry["ds"] == ds and entry["model_version"] == candidate and _is_blessing(entry):
             raise RegistryCommandError(
-                f"{version} is already blessed for {ds} ({registry.kind(entry)} event of {entry.get('blessed_at')}"
+                f"{candidate} is already blessed for {ds} ({registry.kind(entry)} event of {entry.get('blessed_at')}"
                 f"{', by ' + entry['who'] if entry.get('who') else ''}): nothing to bless"
             )
-    event = {"kind": registry.MANUAL, "gate_verdict": verdict, "who": by, "why": why}
-    entry = registry.bless_candidate(paths, ds, eval_dir, evaluation, event)
+    expected = _expected(expected_current, history, ds)
+    event = {"kind": registry.MANUAL, "gate_verdict": verdict, "replaces": expected, "who": by, "why": why}
+    try:
+        registry.check_scoring(paths, history, ds, expected)  # before copying the model; checked again when written
+        entry = registry.bless_candidate(paths, ds, eval_dir, evaluation, event, guarded=True)
+    except registry.ModelIntegrityError as exc:
+        raise RegistryCommandError(f"cannot bless {candidate}, the refused model of {ds}: {exc}") from None
+    except registry.StaleRegistryError as exc:
+        raise RegistryCommandError(str(exc)) from None
     log.info(
         "registry: %s blessed %s for %s by hand, over the gate's refusal (%s): %s",
         by,
-        version,
+        candidate,
         ds,
         "; ".join(evaluation["rules"]),
         why,

@@ -6,11 +6,13 @@ import contextlib
 import io
 import json
 import shutil
+import threading
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from tfpipe_jobs import cli, registry
+from tfpipe_jobs import cli, registry, registry_ops
 from tfpipe_jobs.artifacts import RunPaths
 
 
@@ -57,7 +59,7 @@ def test_a_rollback_scores_the_older_version_from_its_day_on_until_a_newer_bless
     v = _bless(ctr_run, judge, root, "2026-11-18", "2026-11-20")
     result, _ = _registry(
         ctr_run, root, "rollback", "--to", v["2026-11-18"], "--from-ds", "2026-11-21", "--reason", "CTR fell",
-        "--who", "alice",
+        "--who", "alice", "--expected-current", v["2026-11-20"],
     )  # fmt: skip
     assert result["from_ds"] == "2026-11-21" and result["replaces"] == v["2026-11-20"]
     assert result["until_ds"] is None and result["current"] == v["2026-11-18"]
@@ -74,6 +76,11 @@ def test_a_rollback_scores_the_older_version_from_its_day_on_until_a_newer_bless
         "2026-11-18",
     )
     assert entry["digest"] == registry.read_registry(RunPaths(str(root), "ctr", ""))["history"][0]["digest"]  # type: ignore[index]
+    # the score step itself scores the rolled-back day with the older model's files
+    scored = ctr_run.run("score", ds="2026-11-21", artifacts=str(root))
+    assert scored["exit_code"] == 0 and scored["model_version"] == v["2026-11-18"]
+    summary = json.loads((root / "ctr" / "2026-11-21" / "scores" / "summary.json").read_text())
+    assert summary["model_version"] == v["2026-11-18"] and summary["rows"] > 0
 
     # the next nightly blessing, of a newer day, supersedes the rollback from its own day on
     v.update(_bless(ctr_run, judge, root, "2026-11-22"))
@@ -110,7 +117,10 @@ def test_a_rollback_defaults_to_the_current_day_and_a_later_event_of_that_day_wi
     root = tmp_path / "artifacts"
     v = _bless(ctr_run, judge, root, "2026-11-18", "2026-11-20")
     monkeypatch.setenv("TFPIPE_USER", "bob")  # no --who: from the environment
-    result, _ = _registry(ctr_run, root, "rollback", "--to", v["2026-11-18"], "--reason", "bad launch")
+    result, _ = _registry(
+        ctr_run, root, "rollback", "--to", v["2026-11-18"], "--reason", "bad launch", "--expected-current",
+        v["2026-11-20"],
+    )  # fmt: skip
     assert result["from_ds"] == "2026-11-20" and result["who"] == "bob"
     assert _scores(root, "2026-11-19") == v["2026-11-18"] and _scores(root, "2026-11-20") == v["2026-11-18"]
     # a rerun of the day's publish_model is a later event of the same ds: it wins, the rollback stays recorded
@@ -129,19 +139,29 @@ def test_a_refused_model_blessed_by_hand_records_the_refusal_and_scores_its_day(
     assert _scores(root, "2026-11-20") == v["2026-11-18"]
     result, _ = _registry(
         ctr_run, root, "bless", "--ds", "2026-11-20", "--reason", "holiday traffic, offline check ok", "--who", "carol",
-        "--version", refused["model_version"],
+        "--version", refused["model_version"], "--expected-current", v["2026-11-18"],
     )  # fmt: skip
     assert result["model_version"] == refused["model_version"] and result["current"] == refused["model_version"]
     assert (result["kind"], result["who"], result["why"]) == ("manual", "carol", "holiday traffic, offline check ok")
     assert result["gate_verdict"] == "refused" and result["rules"] == ["FAIL lift over baseline: auc 0.50 vs 0.50"]
+    assert result["replaces"] == v["2026-11-18"]
     # the same immutable copy as publish_model, and scoring follows it
     folder = root / "ctr" / "models" / refused["model_version"]
     assert result["serving"] == str(folder) and registry.saved_model_digest(str(folder)) == refused["digest"]
     assert _scores(root, "2026-11-20") == refused["model_version"]
     assert _scores(root, "2026-11-19") == v["2026-11-18"]
+    scored = ctr_run.run("score", ds="2026-11-20", artifacts=str(root))
+    assert scored["exit_code"] == 0 and scored["model_version"] == refused["model_version"]
+    _, text = _registry(ctr_run, root, "list", "--ds", "2026-11-20")
+    assert f"2026-11-20  manual    {refused['model_version']}" in text
+    assert f"blessed by hand over the gate's refusal, replacing {v['2026-11-18']}" in text
+    assert "who carol" in text and "why holiday traffic, offline check ok" in text
     # blessed by hand, it is an earlier blessed version a later rollback may name
-    _bless(ctr_run, judge, root, "2026-11-22")
-    _registry(ctr_run, root, "rollback", "--to", refused["model_version"], "--reason", "back", "--who", "carol")
+    v.update(_bless(ctr_run, judge, root, "2026-11-22"))
+    _registry(
+        ctr_run, root, "rollback", "--to", refused["model_version"], "--reason", "back", "--who", "carol",
+        "--expected-current", v["2026-11-22"],
+    )  # fmt: skip
     assert _scores(root, "2026-11-22") == refused["model_version"]
 
 
@@ -150,9 +170,13 @@ def test_a_manual_bless_goes_through_the_digest_check(ctr_run, judge, tmp_path: 
     candidate = judge(root, "2026-11-20", "refused")
     with open(Path(candidate["serving"]) / "saved_model" / "saved_model.pb", "ab") as f:
         f.write(b"\0")  # a rerun of the export replaced the judged model
-    with pytest.raises(registry.ModelIntegrityError, match="changed after evaluate_gate judged it"):
-        cli.main(["registry", "bless", "--spec", ctr_run.spec, "--artifact-root", str(root), "--ds", "2026-11-20",
-                  "--reason", "r", "--who", "carol"])  # fmt: skip
+    message = _fails(
+        ctr_run, root, "bless", "--ds", "2026-11-20", "--reason", "r", "--who", "carol", "--expected-current", "none"
+    )
+    assert message.startswith(
+        f"tfpipe-job registry bless: cannot bless {candidate['model_version']}, the refused model of 2026-11-20: "
+    )
+    assert "changed after evaluate_gate judged it" in message
     assert not (root / "ctr" / "registry" / "blessed.json").exists()
     assert not list((root / "ctr").glob("models/*"))
 
@@ -180,9 +204,14 @@ def test_operator_errors_name_what_is_wrong(ctr_run, judge, tmp_path: Path, monk
     assert "is in the future" in _fails(
         ctr_run, root, "rollback", "--to", v["2026-11-18"], "--from-ds", "2999-01-01", "--reason", "r", *who
     )
+    assert _fails(ctr_run, root, "rollback", "--to", v["2026-11-18"], "--reason", "r", *who) == (
+        "tfpipe-job registry rollback: --expected-current is empty: name the version you expect to score 2026-11-20 "
+        f"now (`tfpipe-job registry list --ds 2026-11-20` shows it; it is {v['2026-11-20']}), so a change someone "
+        "made since you looked is not overwritten"
+    )
     shutil.rmtree(root / "ctr" / "models" / v["2026-11-18"])
     assert f"models/{v['2026-11-18']} is missing or incomplete" in _fails(
-        ctr_run, root, "rollback", "--to", v["2026-11-18"], "--reason", "r", *who
+        ctr_run, root, "rollback", "--to", v["2026-11-18"], "--reason", "r", "--expected-current", v["2026-11-20"], *who
     )
 
     for name in ("TFPIPE_USER", "USER", "LOGNAME"):
@@ -207,8 +236,108 @@ def test_operator_errors_name_what_is_wrong(ctr_run, judge, tmp_path: Path, monk
         ctr_run, root, "bless", "--ds", "2026-11-21", "--reason", "r", *who
     )
     judge(root, "2026-11-21", "refused")
-    _registry(ctr_run, root, "bless", "--ds", "2026-11-21", "--reason", "r", *who)
+    assert "--expected-current is empty" in _fails(ctr_run, root, "bless", "--ds", "2026-11-21", "--reason", "r", *who)
+    _registry(
+        ctr_run, root, "bless", "--ds", "2026-11-21", "--reason", "r", "--expected-current", v["2026-11-20"], *who
+    )
     assert f"{refused['model_version']} is already blessed for 2026-11-21 (manual event" in _fails(
         ctr_run, root, "bless", "--ds", "2026-11-21", "--reason", "r", *who
     )
     assert "--reason is not used by list" in _fails(ctr_run, root, "list", "--reason", "why")
+    assert "--expected-current is not used by list" in _fails(ctr_run, root, "list", "--expected-current", "none")
+
+
+def _records(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "ctr" / "registry" / "blessings").glob("*.json"))
+
+
+def test_a_change_on_a_stale_view_is_refused_and_leaves_no_record(ctr_run, judge, tmp_path: Path) -> None:
+    """Carol and dave both saw 11-18's model scoring 11-20; carol blesses first, dave's rollback then fails."""
+    root = tmp_path / "artifacts"
+    v = _bless(ctr_run, judge, root, "2026-11-16", "2026-11-18")
+    refused = judge(root, "2026-11-20", "refused")
+    seen = v["2026-11-18"]
+    _registry(
+        ctr_run, root, "bless", "--ds", "2026-11-20", "--reason", "ok offline", "--who", "carol",
+        "--expected-current", seen,
+    )  # fmt: skip
+    before, records = (root / "ctr" / "registry" / "blessed.json").read_text(), _records(root)
+    message = _fails(
+        ctr_run, root, "rollback", "--to", v["2026-11-16"], "--from-ds", "2026-11-20", "--reason", "r", "--who",
+        "dave", "--expected-current", seen,
+    )  # fmt: skip
+    assert message.startswith(
+        f"tfpipe-job registry rollback: stale expected version: --expected-current {seen} was to score 2026-11-20, "
+        f"but {refused['model_version']} does now (manual event of 2026-11-20 by carol, "
+    )
+    assert f"repeat it with --expected-current {refused['model_version']}" in message
+    assert (root / "ctr" / "registry" / "blessed.json").read_text() == before and _records(root) == records
+    # a bless of a day no model scores yet names `none`
+    first = tmp_path / "first"
+    judged = judge(first, "2026-11-20", "refused")
+    assert f"--expected-current {seen} was to score 2026-11-20, but no model does now" in _fails(
+        ctr_run, first, "bless", "--ds", "2026-11-20", "--reason", "r", "--who", "carol", "--expected-current", seen
+    )
+    blessed, _ = _registry(
+        ctr_run, first, "bless", "--ds", "2026-11-20", "--reason", "first model", "--who", "carol",
+        "--expected-current", "none",
+    )  # fmt: skip
+    assert blessed["model_version"] == judged["model_version"] and blessed["replaces"] is None
+    assert _scores(first, "2026-11-20") == judged["model_version"]
+
+
+def test_two_operators_changing_the_same_state_at_once_cannot_both_win(
+    ctr_run, judge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manual bless and a rollback of 11-20, both checked on the same registry, write at the same moment."""
+    root = tmp_path / "artifacts"
+    v = _bless(ctr_run, judge, root, "2026-11-16", "2026-11-18")
+    refused = judge(root, "2026-11-20", "refused")
+    records = _records(root)
+    paths = RunPaths(str(root), "ctr", "")
+    # Both writers have passed every check on the registry they read when either writes.
+    barrier = threading.Barrier(2)
+    update = registry._update
+
+    def update_together(*args, **kwargs):
+        barrier.wait(timeout=60)
+        return update(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "_update", update_together)
+    outcomes: dict[str, object] = {}
+
+    def act(name: str, change) -> None:
+        try:
+            outcomes[name] = change()
+        except Exception as exc:  # the loser's error is the outcome under test
+            outcomes[name] = exc
+
+    changes = {
+        "carol": lambda: registry_ops.bless_refused(
+            RunPaths(str(root), "ctr", "2026-11-20"), "ok offline", "carol", v["2026-11-18"]
+        ),
+        "dave": lambda: registry_ops.rollback(
+            paths, v["2026-11-16"], "2026-11-20", "bad", "dave", date(2026, 12, 2), v["2026-11-18"]
+        ),
+    }
+    threads = [threading.Thread(target=act, args=(name, change)) for name, change in changes.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [name for name, outcome in outcomes.items() if isinstance(outcome, dict)]
+    lost = [outcome for outcome in outcomes.values() if not isinstance(outcome, dict)]
+    assert len(won) == 1 and len(lost) == 1, outcomes
+    assert isinstance(lost[0], registry_ops.RegistryCommandError)
+    assert str(lost[0]).startswith(
+        f"stale expected version: --expected-current {v['2026-11-18']} was to score 2026-11-20"
+    )
+    doc = registry.read_registry(paths)
+    assert doc is not None
+    assert [(e["ds"], registry.kind(e)) for e in doc["history"]][-1] == (
+        "2026-11-20",
+        {"carol": "manual", "dave": "rollback"}[won[0]],
+    )
+    assert len(doc["history"]) == 3 and len(_records(root)) == len(records) + 1  # the loser's record is gone
+    winner = {"carol": refused["model_version"], "dave": v["2026-11-16"]}[won[0]]
+    assert _scores(root, "2026-11-20") == winner
