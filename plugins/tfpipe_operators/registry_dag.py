@@ -4,9 +4,9 @@ Manual only (no schedule). The trigger form asks for the action and its values; 
 task runs `tfpipe-job registry <action> ...` with the operator the pipeline's steps use (a
 local subprocess, or a pod in the gcp profile), so the change goes through the same
 registry update as publish_model. The user who triggered the run is recorded as `--who`.
-What each action needs (a reason for a change, a version to roll back to) is checked by
-the job command, which says what is missing; the task log shows its output (the history
-for `list`).
+What each action needs (a reason and the expected current version for a change, a version
+to roll back to) is checked by the job command, which says what is missing; the task log
+shows its output (the history for `list`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from tfpipe_operators.spec import PipelineSpec
 
 ACTIONS = ("list", "rollback", "bless")
 TASK_ID = "registry"
-# Airflow 3 records who triggered a run (the UI's or API's user, the CLI's OS user).
-WHO = "{{ dag_run.triggering_user_name or '' }}"
+# Airflow 3 records who triggered a run (the UI's or API's user). A run without one is
+# recorded as the run, never as the worker's OS user (the job's fallback at a terminal).
+WHO = "{{ dag_run.triggering_user_name or ('airflow run ' ~ run_id) }}"
+VERSION_PATTERN = r"\d{4}-\d{2}-\d{2}-[0-9a-f]+"
 TIMEOUT = timedelta(minutes=15)
 
 
@@ -39,9 +41,16 @@ def registry_params() -> dict[str, Param]:
         "version": Param(
             None,
             type=["null", "string"],
-            pattern=r"^(\d{4}-\d{2}-\d{2}-[0-9a-f]+)?$",  # blank allowed: list needs no version
+            pattern=f"^({VERSION_PATTERN})?$",  # blank allowed: list needs no version
             description="rollback: the blessed version to score with (from `list`); bless: the refused "
             "version you expect (optional check)",
+        ),
+        "expected_current": Param(
+            None,
+            type=["null", "string"],
+            pattern=f"^(none|{VERSION_PATTERN})?$",
+            description="rollback, bless (required): the version that scores `ds` now, as `list` shows it "
+            "(none: no model yet); the change is refused if someone changed the registry since",
         ),
         "ds": Param(
             None,
@@ -72,6 +81,8 @@ def registry_arguments(spec_path: str, profile: Profile) -> list[str]:
         "{{ params.ds or '' }}",
         "--version",
         "{{ params.version or '' }}",
+        "--expected-current",
+        "{{ params.expected_current or '' }}",
         "--reason",
         "{{ params.reason or '' }}",
         "--who",
@@ -94,6 +105,8 @@ def build_registry_dag(spec: PipelineSpec, profile: Profile) -> DAG:
             "- **rollback**: from `ds` on (empty: the current blessing's day), score with the earlier blessed "
             "`version`. A newer day's blessing supersedes it from that day on.\n"
             "- **bless**: bless the model the gate refused for `ds`, with your reason.\n\n"
+            "A change names in `expected_current` the version that scores its day now (run `list` first): "
+            "if someone changed the registry since, it is refused and says what scores the day instead. "
             "Changes are recorded as new events with your user name; nothing is rewritten. Registry: "
             f"`{profile.artifact_root}/{spec.pipeline}/registry/blessed.json`."
         ),

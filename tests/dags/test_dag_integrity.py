@@ -60,11 +60,11 @@ def test_dags_folder_parses_without_heavy_imports(repo: Path) -> None:
 
 
 def test_every_spec_becomes_a_dag(repo: Path) -> None:
-    """A daily DAG per spec, and a tune DAG per spec that has a search space."""
+    """A daily and a registry DAG per spec, and a tune DAG per spec that has a search space."""
     import yaml
 
     specs = sorted((repo / "dags" / "pipelines").glob("*/pipeline.yaml"))
     assert specs
-    expected = {f"{p.parent.name}_daily" for p in specs}
+    expected = {f"{p.parent.name}_{kind}" for p in specs for kind in ("daily", "registry")}
     expected |= {f"{p.parent.name}_tune" for p in specs if yaml.safe_load(p.read_text()).get("search_space")}
     assert _parse(repo)["dags"] == sorted(expected)
