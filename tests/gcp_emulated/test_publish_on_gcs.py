@@ -223,3 +223,89 @@ def test_racing_publishes_on_gcs_keep_the_newer_day(gcp_standins: Any, ctr_spec_
         doc = json.loads(read.stdout[read.stdout.index("{") :])
         assert doc["model_version"] == versions["2026-12-01"], round_
         assert [e["ds"] for e in doc["history"]] == list(days), round_
+
+
+def test_two_rollbacks_on_gcs_made_on_the_same_state_cannot_both_win(client_process: Client, gcp_standins: Any) -> None:
+    """Two operators saw 11-18's model scoring 11-18 and roll back to different versions at once:
+    the generation precondition makes one write first, and the other is refused on what it wrote."""
+    root = _root(gcp_standins)
+    result = client_process(
+        """
+        import threading
+        from datetime import date
+        from tfpipe_jobs import artifacts, registry, registry_ops
+        from tfpipe_jobs.artifacts import RunPaths
+
+        root = PARAMS["root"]
+        versions = {}
+        for ds in ("2026-11-14", "2026-11-16", "2026-11-18"):
+            paths = RunPaths(root, "ctr", ds)
+            with artifacts.staged_output(paths.serving) as out:
+                artifacts.write_text(out + "/saved_model/saved_model.pb", "a model of " + ds)
+            serving = artifacts.require_complete(paths.serving, "export")
+            digest = registry.saved_model_digest(serving)
+            candidate = {"serving": serving, "model_version": registry.model_version(ds, digest), "digest": digest}
+            evaluation = {"rules": ["PASS"], "metrics": {"new": {"auc": 0.7}}, "config_hash": "c",
+                          "candidate": candidate}
+            with artifacts.staged_output(paths.eval) as out:
+                artifacts.write_json(out + "/evaluation.json", evaluation)
+                artifacts.write_text(out + "/verdict", "blessed\\n")
+            entry = registry.bless_candidate(paths, ds, artifacts.require_complete(paths.eval, "evaluate"),
+                                             evaluation, {"kind": registry.NIGHTLY})
+            versions[ds] = entry["model_version"]
+        paths = RunPaths(root, "ctr", "")
+        records = len(artifacts.glob(paths.blessings + "/*.json"))
+        barrier = threading.Barrier(2)
+        update = registry._update
+
+        def update_together(*args, **kwargs):
+            barrier.wait(timeout=120)  # both checked the registry they read before either writes
+            return update(*args, **kwargs)
+
+        registry._update = update_together
+        outcomes = {}
+
+        def roll_back(who, to):
+            try:
+                outcomes[who] = registry_ops.rollback(paths, versions[to], "2026-11-18", "bad", who,
+                                                      date(2026, 12, 2), versions["2026-11-18"])["model_version"]
+            except registry_ops.RegistryCommandError as exc:
+                outcomes[who] = "refused: " + str(exc)
+
+        threads = [threading.Thread(target=roll_back, args=a) for a in (("dave", "2026-11-14"), ("erin", "2026-11-16"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print(json.dumps({"versions": versions, "outcomes": outcomes, "records": records}))
+        """,
+        root=root,
+    )
+    # Read back in a fresh process: TensorFlow's GCS client caches an object's size for a few
+    # seconds, so the process that read blessed.json before the update would read it cut short.
+    after = client_process(
+        """
+        from tfpipe_jobs import artifacts, registry
+        from tfpipe_jobs.artifacts import RunPaths
+
+        paths = RunPaths(PARAMS["root"], "ctr", "")
+        doc = registry.read_registry(paths)
+        print(json.dumps({
+            "history": [[e["ds"], registry.kind(e), e["model_version"], e.get("who")] for e in doc["history"]],
+            "scores": registry.blessed_as_of(paths, "2026-11-18")["model_version"],
+            "records": len(artifacts.glob(paths.blessings + "/*.json")),
+        }))
+        """,
+        root=root,
+    )
+    versions, outcomes = result["versions"], result["outcomes"]
+    refused = [who for who, outcome in outcomes.items() if outcome.startswith("refused: ")]
+    assert len(refused) == 1, outcomes
+    winner = ({"dave", "erin"} - set(refused)).pop()
+    assert outcomes[refused[0]].startswith(
+        f"refused: stale expected version: --expected-current {versions['2026-11-18']} was to score 2026-11-18, but "
+        f"{outcomes[winner]} does now (rollback event of 2026-11-18 by {winner}, "
+    )
+    assert after["history"][-1] == ["2026-11-18", "rollback", outcomes[winner], winner]
+    assert len(after["history"]) == 4 and after["scores"] == outcomes[winner]
+    assert after["records"] == result["records"] + 1  # the refused change's record was removed
