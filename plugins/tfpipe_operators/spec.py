@@ -507,8 +507,13 @@ _TASK_METRICS = {
 }
 
 
+def gate_metrics(spec: PipelineSpec) -> frozenset[str]:
+    """The gate metrics that apply to the spec's task (the trigger form offers only these)."""
+    return frozenset(_TASK_METRICS[spec.label.task.value])
+
+
 def _check_gate_metric(spec: PipelineSpec, config: PipelineConfig, origin: str) -> None:
-    allowed = _TASK_METRICS[spec.label.task.value]
+    allowed = gate_metrics(spec)
     if config.gate.metric not in allowed:
         raise SpecError(
             f"{origin}: '{config.gate.metric}' does not apply to task "

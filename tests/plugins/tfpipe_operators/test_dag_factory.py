@@ -6,9 +6,16 @@ from pathlib import Path
 import pytest
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-from tfpipe_operators.dag_factory import STEPS, build_dag, build_dags, run_params, trigger_params
+from tfpipe_operators.dag_factory import (
+    STEPS,
+    build_dag,
+    build_dags,
+    form_defaults,
+    run_params,
+    trigger_params,
+)
 from tfpipe_operators.profiles import Profile, ProfileError, load_profile
-from tfpipe_operators.spec import SpecError, load_spec
+from tfpipe_operators.spec import SpecError, load_spec, resolve_config
 
 CHAIN = ["wait_for_source", *STEPS]
 
@@ -68,14 +75,88 @@ def test_trigger_params_follow_the_spec(ctr_spec_path: Path) -> None:
     assert params["score_allow_fewer_rows"].schema["type"] == ["boolean", "null"]
     epochs = params["train_epochs"].schema
     assert epochs["type"] == ["integer", "null"] and epochs["minimum"] == 1
-    assert params["variant"].schema["enum"] == [None, "wide"]
     with pytest.raises(Exception, match="0 is less than the minimum of 1"):
         params["train_epochs"].resolve(0)
 
 
-def test_run_params_pass_only_set_values() -> None:
-    text = run_params({"variant": "wide", "train_epochs": 5, "train_learning_rate": None, "other": 1})
-    assert json.loads(text) == {"variant": "wide", "train.epochs": 5}
+def test_each_field_starts_at_the_value_the_run_uses(ctr_spec_path: Path) -> None:
+    """The spec sets extract.lookback_days to 2 (the code default is 0): the form shows 2."""
+    params = trigger_params(load_spec(ctr_spec_path))
+    assert params["extract_lookback_days"].value == 2
+    assert params["extract_lookback_days"].description == "Days before ds also read (0 = ds only). Spec: 2."
+    assert params["train_epochs"].value == 3
+    assert params["train_learning_rate"].value == 0.003
+    assert params["train_learning_rate"].description.startswith(
+        "Must be more than 0. Default: 0.003 (the spec does not set it)."
+    )
+    assert "ctr_tune has recorded a best trial" in params["train_learning_rate"].description  # in the search space
+
+
+def test_the_variant_is_offered_by_name(ctr_spec_path: Path) -> None:
+    variant = trigger_params(load_spec(ctr_spec_path))["variant"]
+    assert variant.value is None
+    assert variant.schema["enum"] == [None, "wide"]
+    # The 3.3 dropdown labels an option by values_display[str(value)], "null" for None.
+    assert variant.schema["values_display"] == {
+        "null": "(none): the spec as written",
+        "wide": "wide: train.hidden_units=[256, 128, 64], train.embedding_dim=16",
+    }
+    with pytest.raises(Exception, match="'narrow' is not one of"):
+        variant.resolve("narrow")
+
+
+def test_a_field_a_variant_changes_says_so(spec_dir: Path) -> None:
+    path = spec_dir / "pipeline.yaml"
+    path.write_text(path.read_text().replace("  - train.epochs\n", "  - train.epochs\n  - train.embedding_dim\n"))
+    param = trigger_params(load_spec(path))["train_embedding_dim"]
+    assert param.value == 8
+    assert param.description.startswith("Spec: 8. Variant wide: 16 (kept at 8, a run with that variant uses 16).")
+
+
+def test_a_spec_without_variants_has_no_variant_field(spec_dir: Path) -> None:
+    path = spec_dir / "pipeline.yaml"
+    text = path.read_text()
+    start, end = text.index("variants:"), text.index("overridable:")
+    path.write_text(text[:start] + text[end:])
+    assert "variant" not in trigger_params(load_spec(path))
+
+
+def test_run_params_pass_only_overrides(ctr_spec_path: Path) -> None:
+    spec = load_spec(ctr_spec_path)
+    defaults = form_defaults(spec)
+    params = {name: param.value for name, param in trigger_params(spec).items()}
+    # The form untouched: nothing overrides the spec, so a variant or tuned value still applies.
+    assert json.loads(run_params(params, defaults)) == {}
+    changed = {**params, "variant": "wide", "train_epochs": 5, "train_learning_rate": None, "other": 1}
+    assert json.loads(run_params(changed, defaults)) == {"variant": "wide", "train.epochs": 5}
+    # Same value in another JSON type is still no override; a boolean is not a number.
+    assert json.loads(run_params({**params, "extract_sample_fraction": 1}, defaults)) == {}
+    assert json.loads(run_params({**params, "score_allow_fewer_rows": True}, defaults)) == {
+        "score.allow_fewer_rows": True
+    }
+
+
+def test_the_job_sees_the_variant_value_when_the_form_is_left_alone(spec_dir: Path) -> None:
+    """Levels: code default < spec < variant < run. A field left at the spec's value must not
+    undo the variant: the config the job resolves from what the DAG renders keeps it."""
+    path = spec_dir / "pipeline.yaml"
+    path.write_text(path.read_text().replace("  - train.epochs\n", "  - train.epochs\n  - train.embedding_dim\n"))
+    spec = load_spec(path)
+    params = {name: param.value for name, param in trigger_params(spec).items()}
+    rendered = json.loads(run_params({**params, "variant": "wide", "train_epochs": 7}, form_defaults(spec)))
+    variant = rendered.pop("variant")
+    config = resolve_config(spec, variant=variant, run_params=rendered, environ={})
+    assert config.train.embedding_dim == 16  # the variant's, not the form's 8
+    assert config.train.epochs == 7  # the run's override
+    assert config.extract.lookback_days == 2  # the spec's
+
+
+def test_the_rendered_argument_carries_only_overrides(ctr_spec_path: Path) -> None:
+    dag = build_dag(load_spec(ctr_spec_path), Profile())
+    flt = dag.user_defined_filters["tfpipe_run_params"]
+    params = {name: param.value for name, param in dag.params.items()}
+    assert json.loads(flt(params)) == {}
+    assert json.loads(flt({**params, "extract_lookback_days": 0})) == {"extract.lookback_days": 0}
 
 
 def test_gcp_profile_uses_pods_and_bigquery(ctr_spec_path: Path, gcp_env: dict[str, str]) -> None:
