@@ -15,11 +15,13 @@ import itertools
 import json
 import logging
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from airflow.sdk import DAG, Asset, BaseOperator, Param
 from airflow.timetables.interval import CronDataIntervalTimetable
 
@@ -451,23 +453,99 @@ def build_tune_dag(spec: PipelineSpec, profile: Profile) -> DAG:
     return dag
 
 
+def pipeline_dags(spec: PipelineSpec, profile: Profile) -> list[DAG]:
+    """The DAGs one valid spec gives: `<pipeline>_daily`, `<pipeline>_registry`, and
+    `<pipeline>_tune` when it has a search space."""
+    dags = [build_dag(spec, profile), build_registry_dag(spec, profile)]
+    if spec.search_space:
+        dags.append(build_tune_dag(spec, profile))
+    for dag in dags:
+        dag.validate()  # what the DagBag checks (e.g. the cron): a failure here stays with this spec
+    return dags
+
+
+def _placeholder_id(path: Path, taken: set[str]) -> str:
+    """The daily DAG id the spec was meant to have (its `pipeline`, else its folder), if free."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        raw = None
+    name = raw.get("pipeline") if isinstance(raw, dict) else None
+    if not (isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", name)):
+        name = re.sub(r"[^A-Za-z0-9_]", "_", path.parent.name)
+    dag_id = f"{name}_daily"
+    return dag_id if dag_id not in taken else f"{re.sub(r'[^A-Za-z0-9_]', '_', path.parent.name)}_invalid_spec"
+
+
+def invalid_spec_dag(path: Path, error: str, dag_id: str) -> DAG:
+    """A DAG that stands for a spec that does not load: its doc and its one task state the error.
+
+    Scheduled daily, so the day the pipeline should have run fails where its runs are
+    watched (and its failure callback tells whoever TFPIPE_NOTIFY names) instead of the
+    pipeline silently going missing.
+    """
+    from airflow.sdk import task
+    from airflow.sdk.exceptions import AirflowFailException
+
+    pipeline = dag_id.removesuffix("_daily")
+    dag = DAG(
+        dag_id=dag_id,
+        description=f"INVALID SPEC: {error.splitlines()[0]}",
+        doc_md=f"### {pipeline}: the spec does not load\n\n`{path}` is invalid, so this pipeline's DAGs are "
+        "not built (the other pipelines are). Fix the spec (check it with `python -m tfpipe_operators.validate "
+        f"{path}`); the next parse of the DAG file brings the pipeline back.\n\n```\n{error}\n```",
+        schedule="@daily",
+        start_date=datetime(2020, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["tfpipe", "invalid-spec"],
+        default_args={"owner": "tfpipe", "retries": 0, "on_failure_callback": callbacks.on_failure},
+    )
+    with dag:
+
+        @task(task_id="invalid_spec", doc_md=f"Fails with the spec's error:\n\n```\n{error}\n```")
+        def invalid_spec() -> None:
+            raise AirflowFailException(error)
+
+        invalid_spec()
+    return dag
+
+
 def build_dags(specs_dir: str | Path, profile: Profile | None = None) -> dict[str, DAG]:
-    """Every spec under `specs_dir` as a DAG. A broken spec raises: the DagBag shows its error."""
+    """Every spec under `specs_dir` as its DAGs; a spec that does not load breaks only its own.
+
+    All pipelines come from one DAG file, and Airflow 3.3 keeps import errors per file: an
+    error raised here, or a DAG the DagBag refuses (DAG.validate), records an import error
+    that marks every DAG of the file stale, so none is scheduled or can be triggered (and
+    parse warnings only reach the processor's log). So a bad spec gets a placeholder DAG
+    (`invalid_spec_dag`) under the id its daily DAG would have: the DAG list shows it in
+    its usual place with the error as its description, its doc and its failing task give
+    the whole message (file and key), and its daily run fails and alerts like a broken
+    pipeline should, while every other pipeline keeps loading and running.
+    """
     profile = profile or load_profile()
     dags: dict[str, DAG] = {}
-    errors: list[str] = []
+    specs: list[PipelineSpec] = []  # the valid ones (DAGs over every pipeline are built from these)
+    failed: list[tuple[Path, str]] = []
+    defined_by: dict[str, Path] = {}
     for path in discover_specs(specs_dir):
         try:
             spec = load_spec(path)
-        except SpecError as exc:
-            errors.append(str(exc))
+            if spec.pipeline in defined_by:
+                raise SpecError(
+                    f"{path}: pipeline: '{spec.pipeline}' is already the pipeline of {defined_by[spec.pipeline]} "
+                    "(each spec needs a name of its own)"
+                )
+            built = pipeline_dags(spec, profile)
+        except Exception as exc:  # any failure of one spec stays with that spec
+            message = str(exc) if isinstance(exc, SpecError) else f"{path}: {type(exc).__name__}: {exc}"
+            log.error("invalid pipeline spec, its DAGs are replaced by a placeholder: %s", message)
+            failed.append((path, message))
             continue
-        dags[spec.dag_id] = build_dag(spec, profile)
-        dags[f"{spec.pipeline}_registry"] = build_registry_dag(spec, profile)
-        if spec.search_space:
-            tune = build_tune_dag(spec, profile)
-            dags[tune.dag_id] = tune
-    if errors:
-        # Raised after building the good ones would hide them; Airflow shows this as an import error.
-        raise SpecError("invalid pipeline spec(s):\n" + "\n".join(errors))
+        defined_by[spec.pipeline] = path
+        specs.append(spec)
+        dags.update((dag.dag_id, dag) for dag in built)
+    for path, message in failed:  # after the valid ones, so a placeholder never takes a valid DAG's id
+        dag_id = _placeholder_id(path, set(dags))
+        dags[dag_id] = invalid_spec_dag(path, message, dag_id)
     return dags

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from tfpipe_operators.dag_factory import (
     STEPS,
@@ -15,7 +16,7 @@ from tfpipe_operators.dag_factory import (
     trigger_params,
 )
 from tfpipe_operators.profiles import Profile, ProfileError, load_profile
-from tfpipe_operators.spec import SpecError, load_spec, resolve_config
+from tfpipe_operators.spec import load_spec, resolve_config
 
 CHAIN = ["wait_for_source", *STEPS]
 
@@ -191,14 +192,44 @@ def test_gcp_profile_without_settings_is_refused(gcp_env: dict[str, str]) -> Non
         load_profile({**gcp_env, "TFPIPE_STAGING_LOCATION": "/tmp/staging"})
 
 
-def test_broken_spec_is_an_import_error_naming_it(spec_dir: Path) -> None:
-    (spec_dir / "pipeline.yaml").write_text(
-        (spec_dir / "pipeline.yaml").read_text().replace("task: binary", "task: binery")
+def test_a_broken_spec_breaks_only_its_own_dags(spec_dir: Path) -> None:
+    import shutil
+
+    bad = spec_dir.parent / "ads"
+    shutil.copytree(spec_dir, bad)
+    text = (bad / "pipeline.yaml").read_text().replace("pipeline: ctr", "pipeline: ads")
+    (bad / "pipeline.yaml").write_text(text.replace("task: binary", "task: binery"))
+    dags = build_dags(spec_dir.parent, Profile())
+    assert set(dags) == {"ctr_daily", "ctr_tune", "ads_daily"}
+    assert _chain(dags["ctr_daily"]) == CHAIN
+    placeholder = dags["ads_daily"]
+    error = "label.task: Input should be 'binary', 'multiclass' or 'regression'"
+    assert f"{bad / 'pipeline.yaml'}: {error}" in (placeholder.doc_md or "")
+    assert (placeholder.description or "").startswith(f"INVALID SPEC: {bad / 'pipeline.yaml'}: label.task")
+    assert [t.task_id for t in placeholder.tasks] == ["invalid_spec"]
+    assert "invalid-spec" in placeholder.tags and placeholder.schedule == "@daily"
+    with pytest.raises(AirflowFailException, match=error):
+        placeholder.get_task("invalid_spec").python_callable()
+
+
+def test_a_spec_that_fails_to_build_and_a_duplicate_name_get_placeholders(spec_dir: Path) -> None:
+    import shutil
+
+    twin = spec_dir.parent / "ctr_copy"
+    shutil.copytree(spec_dir, twin)
+    cron = spec_dir.parent / "weird"
+    shutil.copytree(spec_dir, cron)
+    text = (cron / "pipeline.yaml").read_text().replace("pipeline: ctr", "pipeline: weird")
+    (cron / "pipeline.yaml").write_text(text.replace('schedule: "@daily"', 'schedule: "0 25 * * *"'))
+    dags = build_dags(spec_dir.parent, Profile())
+    assert set(dags) == {"ctr_daily", "ctr_tune", "ctr_copy_invalid_spec", "weird_daily"}
+    assert f"{twin / 'pipeline.yaml'}: pipeline: 'ctr' is already the pipeline of {spec_dir / 'pipeline.yaml'}" in (
+        dags["ctr_copy_invalid_spec"].doc_md or ""
     )
-    with pytest.raises(
-        SpecError, match=r"pipeline.yaml: label.task: Input should be 'binary', 'multiclass' or 'regression'"
-    ):
-        build_dags(spec_dir.parent, Profile())
+    assert f"{cron / 'pipeline.yaml'}: AirflowTimetableInvalid: [0 25 * * *] is not acceptable" in (
+        dags["weird_daily"].doc_md or ""
+    )
+    assert dags["ctr_daily"].doc_md and "INVALID" not in (dags["ctr_daily"].description or "")
 
 
 def test_assets_callbacks_and_docs(ctr_spec_path: Path) -> None:
