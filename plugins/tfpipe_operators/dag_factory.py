@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from airflow.sdk import DAG, Asset, BaseOperator, Param
@@ -332,6 +333,33 @@ def _step(step: str, spec: PipelineSpec, profile: Profile, gpus: int) -> BaseOpe
     return job_pod(spec, profile, step, arguments, gpus=gpus if step == "train" else 0, **common)
 
 
+def public_url(url: str) -> str:
+    """The URL without what may be secret (a password, a query string's values), for docs the UI shows."""
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return url  # a bare path
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username
+    netloc = f"{user}:***@{host}" if user and parts.password is not None else host
+    query = "&".join(f"{name}=***" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    # Joined by hand: urlunsplit drops the empty host of duckdb:///path.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def scores_doc(spec: PipelineSpec, profile: Profile) -> str:
+    """Where the scores land, as the DAG's doc says it: the warehouse, the score table and its latest view."""
+    table, view = spec.scoring.table, spec.scoring.latest_view
+    if profile.warehouse.startswith("bigquery://"):
+        # BigQuery names them project.dataset.name; the URL is bigquery://<project>/<dataset>.
+        parts = urlsplit(profile.warehouse)
+        where = f"{parts.hostname}.{parts.path.strip('/')}"
+        table, view = f"{where}.{table}", f"{where}.{view}"
+    return (
+        f"Scores land in the warehouse `{public_url(profile.warehouse)}`: table `{table}` (one partition "
+        f"per `ds`) and view `{view}` (the newest day's partition)."
+    )
+
+
 def build_dag(spec: PipelineSpec, profile: Profile) -> DAG:
     config = resolve_config(spec, environ={})
     cron = CRON_PRESETS.get(spec.schedule, spec.schedule)
@@ -341,8 +369,7 @@ def build_dag(spec: PipelineSpec, profile: Profile) -> DAG:
         description=spec.description.strip().splitlines()[0] if spec.description.strip() else None,
         doc_md=(
             f"### {spec.pipeline}\n\n{spec.description}\n\nSpec: `{spec.path}`\n\n"
-            f"Scores land in the warehouse `{profile.warehouse}`: table `{spec.scoring.table}` (one partition "
-            f"per `ds`) and view `{spec.scoring.latest_view}` (the newest day). Artifacts: "
+            f"{scores_doc(spec, profile)} Artifacts: "
             f"`{profile.artifact_root}/{spec.pipeline}/<ds>/`; the blessed model: "
             f"`{profile.artifact_root}/{spec.pipeline}/registry/blessed.json`."
         ),

@@ -12,6 +12,7 @@ from tfpipe_operators.dag_factory import (
     build_dag,
     build_dags,
     form_defaults,
+    public_url,
     run_params,
     trigger_params,
 )
@@ -249,6 +250,21 @@ def test_the_dag_doc_says_where_the_scores_land(ctr_spec_path: Path) -> None:
     assert "warehouse `duckdb:///srv/warehouse.duckdb`" in doc
     assert "table `ctr_scores`" in doc and "view `ctr_scores_latest`" in doc
     assert "`/srv/artifacts/ctr/registry/blessed.json`" in doc
+
+
+def test_the_dag_doc_names_bigquery_tables_in_full(ctr_spec_path: Path, gcp_env: dict[str, str]) -> None:
+    doc = build_dag(load_spec(ctr_spec_path), load_profile(gcp_env)).doc_md or ""
+    assert "warehouse `bigquery://acme-ml/analytics`" in doc
+    assert "table `acme-ml.analytics.ctr_scores`" in doc and "view `acme-ml.analytics.ctr_scores_latest`" in doc
+
+
+def test_the_dag_doc_shows_no_secret_of_the_warehouse_url(ctr_spec_path: Path) -> None:
+    url = "duckdb://reader:s3cret@db.internal/warehouse.duckdb?token=abc123&mode=ro"
+    doc = build_dag(load_spec(ctr_spec_path), Profile(warehouse=url)).doc_md or ""
+    assert "warehouse `duckdb://reader:***@db.internal/warehouse.duckdb?token=***&mode=***`" in doc
+    assert "s3cret" not in doc and "abc123" not in doc
+    assert public_url("/srv/warehouse.duckdb") == "/srv/warehouse.duckdb"
+    assert public_url("bigquery://acme-ml/analytics") == "bigquery://acme-ml/analytics"
 
 
 def test_gcp_profile_runs_beam_on_dataflow(ctr_spec_path: Path, gcp_env: dict[str, str]) -> None:
