@@ -91,7 +91,7 @@ def test_a_bad_spec_breaks_only_its_own_dags(repo: Path, tmp_path: Path) -> None
 
     result = _parse(repo, dags)
     assert result["errors"] == {}
-    assert result["dags"] == ["ads_daily", "ctr_daily", "ctr_tune"]
+    assert result["dags"] == ["ads_daily", "ctr_daily", "ctr_registry", "ctr_tune"]
     assert "publish_scores" in result["tasks"]["ctr_daily"]
     assert result["tasks"]["ads_daily"] == ["invalid_spec"]
     where = f"{bad / 'pipeline.yaml'}: extract.lookback_days: Input should be less than or equal to 366"

@@ -201,7 +201,7 @@ def test_a_broken_spec_breaks_only_its_own_dags(spec_dir: Path) -> None:
     text = (bad / "pipeline.yaml").read_text().replace("pipeline: ctr", "pipeline: ads")
     (bad / "pipeline.yaml").write_text(text.replace("task: binary", "task: binery"))
     dags = build_dags(spec_dir.parent, Profile())
-    assert set(dags) == {"ctr_daily", "ctr_tune", "ads_daily"}
+    assert set(dags) == {"ctr_daily", "ctr_registry", "ctr_tune", "ads_daily"}
     assert _chain(dags["ctr_daily"]) == CHAIN
     placeholder = dags["ads_daily"]
     error = "label.task: Input should be 'binary', 'multiclass' or 'regression'"
@@ -223,7 +223,7 @@ def test_a_spec_that_fails_to_build_and_a_duplicate_name_get_placeholders(spec_d
     text = (cron / "pipeline.yaml").read_text().replace("pipeline: ctr", "pipeline: weird")
     (cron / "pipeline.yaml").write_text(text.replace('schedule: "@daily"', 'schedule: "0 25 * * *"'))
     dags = build_dags(spec_dir.parent, Profile())
-    assert set(dags) == {"ctr_daily", "ctr_tune", "ctr_copy_invalid_spec", "weird_daily"}
+    assert set(dags) == {"ctr_daily", "ctr_registry", "ctr_tune", "ctr_copy_invalid_spec", "weird_daily"}
     assert f"{twin / 'pipeline.yaml'}: pipeline: 'ctr' is already the pipeline of {spec_dir / 'pipeline.yaml'}" in (
         dags["ctr_copy_invalid_spec"].doc_md or ""
     )
