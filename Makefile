@@ -1,5 +1,6 @@
 # tfpipe: two Python environments (see DESIGN.md), built from pinned constraints.
 #   make demo   build what is missing, run the sample pipeline for one day through Airflow
+#   make airflow / airflow-status / airflow-stop   that local Airflow (README, Local Airflow)
 #   make test   lint, type-check, and every test tier (unit, jobs, end-to-end)
 
 PYTHON ?= python3.11
@@ -13,8 +14,10 @@ DEMO_ROWS ?= 20000
 export TFPIPE_JOB_CLI := $(CURDIR)/$(JOBS)/bin/tfpipe-job
 export TFPIPE_WAREHOUSE ?= duckdb://$(STATE)/warehouse.duckdb
 export TFPIPE_ARTIFACT_ROOT ?= $(STATE)/artifacts
+export TFPIPE_AIRFLOW_PORT ?= 8080
+export TFPIPE_TENSORBOARD_PORT ?= 6006
 
-.PHONY: envs demo test lint typecheck test-unit test-jobs test-e2e test-gcp-emulated bench bench-extract bench-train bench-export bench-score clean
+.PHONY: envs demo airflow airflow-stop airflow-status test lint typecheck test-unit test-jobs test-e2e test-gcp-emulated bench bench-extract bench-train bench-export bench-score clean
 
 SOURCES := setup.py $(shell find plugins beam_jobs training serving_export tfpipe_jobs -name '*.py' -o -name py.typed 2>/dev/null)
 
@@ -57,6 +60,16 @@ $(STANDINS)/.installed: constraints/standins.txt
 
 demo: envs
 	bash scripts/demo.sh "$(DEMO_DS)" "$(DEMO_ROWS)"
+
+# A real local Airflow (scripts/local_airflow.py): its processes keep running until airflow-stop.
+airflow: envs
+	$(AIRFLOW)/bin/python scripts/local_airflow.py start
+
+airflow-status:
+	$(AIRFLOW)/bin/python scripts/local_airflow.py status
+
+airflow-stop:
+	$(AIRFLOW)/bin/python scripts/local_airflow.py stop
 
 lint: envs
 	$(AIRFLOW)/bin/ruff check .

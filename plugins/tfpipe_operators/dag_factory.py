@@ -284,19 +284,32 @@ def _job_spec_path(spec: PipelineSpec, profile: Profile) -> str:
 def _wait_for_source(spec: PipelineSpec, profile: Profile) -> BaseOperator:
     """One sensor for both profiles: it counts the day's rows through the warehouse interface
     (a DuckDB query locally, a BigQuery query in gcp), so it works on any table whose
-    partition column holds the day, partitioned or not."""
+    partition column holds the day, partitioned or not.
+
+    It waits TFPIPE_SOURCE_WAIT_TIMEOUT seconds (12 hours by default), in reschedule mode (no
+    worker slot held between pokes); then it fails, without retries, naming the partition
+    and what to do.
+    """
+    import os
+
+    from tfpipe_operators.profiles import ProfileError
     from tfpipe_operators.sensors.partition import WarehousePartitionSensor
 
+    raw = os.environ.get("TFPIPE_SOURCE_WAIT_TIMEOUT", "")
+    if raw and (not raw.isdigit() or int(raw) <= 0):
+        raise ProfileError(f"TFPIPE_SOURCE_WAIT_TIMEOUT must be a positive number of seconds, not {raw!r}")
+    timeout = int(raw) if raw else 12 * 3600
     return WarehousePartitionSensor(
         task_id="wait_for_source",
         warehouse=profile.warehouse,
         table=spec.source.table,
         partition_column=spec.source.partition_column,
         ds=DS,
-        mode="reschedule",  # holds no worker slot between pokes
-        timeout=12 * 3600,
-        poke_interval=30 if profile.is_local else 300,
-        doc_md=f"Waits for `{spec.source.table}` to have rows for `ds`.",
+        mode="reschedule",
+        timeout=timeout,
+        poke_interval=min(30 if profile.is_local else 300, timeout),
+        doc_md=f"Waits up to {timeout // 60} minutes for `{spec.source.table}` to have rows for `ds`; then fails "
+        "with what to do (load the day and clear the task, or mark it skipped).",
     )
 
 

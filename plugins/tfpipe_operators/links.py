@@ -9,12 +9,17 @@ empty, which the UI shows as a disabled button.
 
 from __future__ import annotations
 
+import os
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink, Context
 
 CONSOLE = "https://console.cloud.google.com"
+# The local TensorBoard (`make airflow` serves it; TFPIPE_TENSORBOARD_URL names another). The UI
+# shows only http(s) links, so the local link is to this server rather than a file:// path.
+TENSORBOARD_SERVER = "http://127.0.0.1:6006"
 
 
 def dataflow_job_url(project: str, region: str, job_id: str) -> str:
@@ -37,12 +42,20 @@ def pod_logs_url(project: str, namespace: str, pod_name: str) -> str:
     return f"{CONSOLE}/logs/query;query={quote(query, safe='')}?project={project}"
 
 
-def tensorboard_url(model_dir: str, project: str = "") -> str:
-    """The model package's TensorBoard logs: the bucket browser in gcp, a file URL locally."""
+def tensorboard_url(model_dir: str, project: str = "", server: str = "") -> str:
+    """The model package's TensorBoard logs: the bucket browser in gcp, the local TensorBoard server locally.
+
+    The local server reads the whole artifact root (`make airflow` starts it); its runs are
+    named by their folder (`ctr/2026-11-21/model/logs/train`), so the link filters the runs
+    to this model's (TensorBoard keeps the run filter in the `runFilter` query parameter).
+    """
     logs = f"{model_dir.rstrip('/')}/logs"
     if logs.startswith("gs://"):
         return f"{CONSOLE}/storage/browser/{logs.removeprefix('gs://')}" + (f"?project={project}" if project else "")
-    return "file://" + quote(logs)
+    # <artifact root>/<pipeline>/<ds>/model: the run names start after the artifact root.
+    run = "/".join(PurePosixPath(model_dir.rstrip("/")).parts[-3:])
+    base = (server or TENSORBOARD_SERVER).rstrip("/")
+    return f"{base}/?runFilter={quote(f'^{run}/', safe='')}#timeseries"
 
 
 def _xcom(ti_key: Any, key: str) -> Any:
@@ -100,4 +113,7 @@ class TensorBoardLink(BaseOperatorLink):  # type: ignore[misc]
         model = _result(ti_key).get("model")
         if not model:
             return ""
-        return tensorboard_url(str(model), getattr(operator, "gcp_project", ""))
+        # Rendered on the worker, whose environment is the deployment's.
+        return tensorboard_url(
+            str(model), getattr(operator, "gcp_project", ""), os.environ.get("TFPIPE_TENSORBOARD_URL", "")
+        )

@@ -280,3 +280,17 @@ def test_gcp_profile_runs_beam_on_dataflow(ctr_spec_path: Path, gcp_env: dict[st
         for step in ("extract_transform", "batch_score"):
             arguments = dag.get_task(step).arguments
             assert arguments[arguments.index("--runner") + 1] == runner, (profile.name, step)
+
+
+def test_the_source_wait_is_12_hours_unless_the_deployment_says(
+    ctr_spec_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TFPIPE_SOURCE_WAIT_TIMEOUT", raising=False)
+    wait = build_dag(load_spec(ctr_spec_path), Profile()).get_task("wait_for_source")
+    assert (wait.timeout, wait.mode, wait.poke_interval) == (12 * 3600, "reschedule", 30)
+    monkeypatch.setenv("TFPIPE_SOURCE_WAIT_TIMEOUT", "20")
+    wait = build_dag(load_spec(ctr_spec_path), Profile()).get_task("wait_for_source")
+    assert (wait.timeout, wait.poke_interval) == (20, 20)
+    monkeypatch.setenv("TFPIPE_SOURCE_WAIT_TIMEOUT", "2h")
+    with pytest.raises(ProfileError, match="TFPIPE_SOURCE_WAIT_TIMEOUT must be a positive number of seconds"):
+        build_dag(load_spec(ctr_spec_path), Profile())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from airflow.models.taskinstancekey import TaskInstanceKey
@@ -82,7 +82,7 @@ def test_links_before_the_step_reported_anything(
 
 
 def test_train_links_tensorboard_in_the_bucket_and_locally(
-    ctr_spec_path: Path, supervisor: Supervisor, gcp_env: dict[str, str]
+    ctr_spec_path: Path, supervisor: Supervisor, gcp_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gcp = build_dag(load_spec(ctr_spec_path), load_profile(gcp_env))
     supervisor.xcoms = {("train", "return_value"): {"model": "gs://acme-ml-tfpipe/artifacts/ctr/2026-11-21/model"}}
@@ -92,7 +92,14 @@ def test_train_links_tensorboard_in_the_bucket_and_locally(
     )
     local = build_dag(load_spec(ctr_spec_path), Profile(artifact_root="/srv/tfpipe artifacts"))
     supervisor.xcoms = {("train", "return_value"): {"model": "/srv/tfpipe artifacts/ctr/2026-11-21/model"}}
-    assert _links(local, "train") == {"TensorBoard": "file:///srv/tfpipe%20artifacts/ctr/2026-11-21/model/logs"}
+    # The UI drops links that are not http(s): locally the link is the TensorBoard server that
+    # `make airflow` starts, filtered to this model's runs (`ctr/2026-11-21/model/logs/...`).
+    monkeypatch.delenv("TFPIPE_TENSORBOARD_URL", raising=False)
+    link = _links(local, "train")["TensorBoard"]
+    assert link == "http://127.0.0.1:6006/?runFilter=%5Ectr%2F2026-11-21%2Fmodel%2F#timeseries"
+    assert unquote(urlsplit(link).query) == "runFilter=^ctr/2026-11-21/model/"
+    monkeypatch.setenv("TFPIPE_TENSORBOARD_URL", "http://127.0.0.1:7007/")
+    assert _links(local, "train")["TensorBoard"].startswith("http://127.0.0.1:7007/?runFilter=")
     assert list(local.get_task("extract_transform").operator_extra_links) == []
 
 
