@@ -1,36 +1,46 @@
-"""Integration: a real Airflow 3.3 on loopback runs ctr_daily, triggered and backfilled via REST.
+"""The local Airflow of `make airflow` (scripts/local_airflow.py) runs ctr_daily: triggered and
+backfilled through its REST API, as the UI does it.
 
-Starts the API server, scheduler, DAG processor and triggerer (LocalExecutor, a temporary
-AIRFLOW_HOME, the metadata in a PostgreSQL server of its own) as separate processes,
-exactly as a deployment would, drives them only through the public REST API (what the UI
-uses), checks the score partitions, and stops every process it started.
-
-PostgreSQL, not SQLite: with four processes writing, SQLite's lock makes the API refuse a
-backfill now and then (503), and the partial backfill Airflow then deletes can crash a
-scheduler that had already picked up its runs.
+The same `LocalAirflow` a user starts (api-server, scheduler, dag-processor, triggerer,
+TensorBoard; LocalExecutor with one slot per core; the metadata in an embedded PostgreSQL),
+rooted in a temporary folder on free loopback ports. The test checks the score partitions,
+which model scored each day, and what the UI shows a user: every task's log, durations that
+are the task's own, the TensorBoard link; then it stops every process it started.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import httpx
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+from local_airflow import LocalAirflow  # noqa: E402  (a script, not a package)
+
 pytestmark = pytest.mark.e2e
 DS = date(2026, 11, 21)
 BACKFILL = [DS - timedelta(days=3), DS - timedelta(days=2), DS - timedelta(days=1)]
 RUN_TIMEOUT = 900
+STEPS = [
+    "wait_for_source",
+    "extract_transform",
+    "train",
+    "export_serving_model",
+    "evaluate_gate",
+    "publish_model",
+    "batch_score",
+    "publish_scores",
+]
 
 
 def _free_port() -> int:
@@ -39,139 +49,85 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Airflow:
-    """The processes of one Airflow deployment and a REST client for its API server."""
-
-    def __init__(self, root: Path, env: dict[str, str], port: int) -> None:
-        self.root = root
-        self.env = env
-        self.base = f"http://127.0.0.1:{port}"
-        self.port = port
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.client = httpx.Client(base_url=self.base, timeout=30)
-
-    def start(self, name: str, *args: str) -> None:
-        log = (self.root / f"{name}.log").open("wb")
-        self.processes[name] = subprocess.Popen(
-            [str(Path(sys.executable).parent / "airflow"), *args],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def stop(self) -> None:
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self.client.close()
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.root.glob("*.log"))
-
-    def wait_for(self, what: str, check, timeout: float = 180):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, proc in self.processes.items():
-                assert proc.poll() is None, f"airflow {name} exited while waiting for {what}\n{self.logs()}"
-            try:
-                value = check()
-            except httpx.HTTPError:
-                value = None
-            if value:
-                return value
-            time.sleep(2)
-        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
-
-    def login(self) -> None:
-        token = self.client.get("/auth/token").json()["access_token"]
-        self.client.headers["Authorization"] = f"Bearer {token}"
-
-    def runs(self) -> list[dict]:
-        response = self.client.get("/api/v2/dags/ctr_daily/dagRuns", params={"limit": 100})
-        response.raise_for_status()
-        return list(response.json()["dag_runs"])
-
-
 @pytest.fixture(scope="module")
-def metadata_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """SQLAlchemy URL of an empty database on a PostgreSQL server started for this module."""
-    import pgserver
-
-    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
-    try:
-        server.psql("CREATE DATABASE airflow;")
-        yield server.get_uri("airflow").replace("postgresql://", "postgresql+psycopg2://", 1)
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture(scope="module")
-def airflow(deployment_factory, metadata_database: str) -> Iterator[Airflow]:
-    port = _free_port()
-    local = deployment_factory(
-        "real-airflow",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=metadata_database,
-        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
-        AIRFLOW__CORE__PARALLELISM="4",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
-        # Tasks report to the API server: with a non-default port it must be named here.
-        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
-        AIRFLOW__API__PORT=str(port),
-        AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{port}",
-        AIRFLOW__API_AUTH__JWT_SECRET="tfpipe-integration-test-secret",
-        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
-        AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL="5",
-        # No runs of the scheduler's own: once the DAG is unpaused it would create the latest
-        # interval's run, whose logical date can be the one this test triggers (on the day
-        # after DS the two inserts collide and the scheduler exits). Triggered and backfilled
-        # runs still run.
-        AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
+def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAirflow]:
+    state = tmp_path_factory.mktemp("local-airflow")
+    warehouse = f"duckdb://{state / 'warehouse.duckdb'}"
+    deployment = LocalAirflow(
+        state=state,
+        api_port=_free_port(),
+        tensorboard_port=_free_port(),
+        worker_log_port=_free_port(),
+        trigger_log_port=_free_port(),
+        extra_env={
+            "TFPIPE_WAREHOUSE": warehouse,
+            "TFPIPE_ARTIFACT_ROOT": str(state / "artifacts"),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            # No runs of the scheduler's own: once the DAG is unpaused it would create the latest
+            # interval's run, whose logical date can be the one this test triggers. Triggered and
+            # backfilled runs still run.
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        },
     )
-    local.sample_data(DS.isoformat(), days=6, candidates=500)  # the backfilled days' look-back too
-    local.migrate()
-    deployment = Airflow(local.root, local.env, port)
+    jobs_cli = deployment.profile_env()["TFPIPE_JOB_CLI"]
+    days = ["--end-date", DS.isoformat(), "--days", "6"]  # the backfilled days' look-back too
+    sample = subprocess.run(
+        [
+            jobs_cli,
+            "sample-data",
+            "--warehouse",
+            warehouse,
+            *days,
+            "--rows-per-day",
+            "10000",
+            "--candidates-per-day",
+            "500",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert sample.returncode == 0, sample.stderr[-2000:]
     try:
-        deployment.start("api-server", "api-server", "--port", str(port))
-        deployment.start("scheduler", "scheduler")
-        deployment.start("dag-processor", "dag-processor")
-        deployment.start("triggerer", "triggerer")
-        deployment.wait_for(
-            "the API server", lambda: deployment.client.get("/api/v2/monitor/health").status_code == 200
-        )
-        deployment.login()
-        deployment.wait_for(
-            "ctr_daily to be parsed", lambda: deployment.client.get("/api/v2/dags/ctr_daily").status_code == 200
-        )
-        response = deployment.client.patch("/api/v2/dags/ctr_daily", json={"is_paused": False})
-        assert response.status_code == 200, response.text
+        deployment.start(echo=lambda line: None)
+        deployment.wait_for_dag("ctr_daily")
         yield deployment
     finally:
-        deployment.stop()
-    assert all(p.poll() is not None for p in deployment.processes.values())
+        deployment.stop(echo=lambda line: None)
+    assert all(pid is None for _, pid, _ in deployment.status()), deployment.status()
 
 
-def _finished(airflow: Airflow, run_ids: set[str]) -> list[dict] | None:
-    runs = [r for r in airflow.runs() if r["dag_run_id"] in run_ids]
+def _finished(airflow: LocalAirflow, run_ids: set[str]) -> list[dict[str, Any]] | None:
+    runs = [r for r in airflow.runs("ctr_daily") if r["dag_run_id"] in run_ids]
     if len(runs) == len(run_ids) and all(r["state"] in ("success", "failed") for r in runs):
         return runs
     return None
 
 
-def _partition_rows(airflow: Airflow, day: date) -> int:
-    with duckdb.connect(airflow.env["TFPIPE_WAREHOUSE"].removeprefix("duckdb://"), read_only=True) as con:
+def _warehouse(airflow: LocalAirflow) -> str:
+    return airflow.profile_env()["TFPIPE_WAREHOUSE"].removeprefix("duckdb://")
+
+
+def _artifacts(airflow: LocalAirflow) -> Path:
+    return Path(airflow.profile_env()["TFPIPE_ARTIFACT_ROOT"])
+
+
+def _partition_rows(airflow: LocalAirflow, day: date) -> int:
+    with duckdb.connect(_warehouse(airflow), read_only=True) as con:
         row = con.execute("SELECT count(*) FROM ctr_scores WHERE ds = $ds", {"ds": day}).fetchone()
     return int(row[0]) if row else 0
 
 
-def test_invalid_params_are_refused_by_the_api(airflow: Airflow) -> None:
+def test_the_login_is_the_generated_password(airflow: LocalAirflow) -> None:
+    """What `make airflow` prints: user admin and the generated password, which the API accepts."""
+    password = airflow.passwords()["admin"]
+    with httpx.Client(base_url=airflow.url, timeout=30) as client:
+        wrong = client.post("/auth/token", json={"username": "admin", "password": password + "x"})
+        right = client.post("/auth/token", json={"username": "admin", "password": password})
+    assert wrong.status_code == 401 and right.status_code == 201
+
+
+def test_invalid_params_are_refused_by_the_api(airflow: LocalAirflow) -> None:
     response = airflow.client.post(
         "/api/v2/dags/ctr_daily/dagRuns", json={"logical_date": f"{DS}T00:00:00Z", "conf": {"train_epochs": 0}}
     )
@@ -179,17 +135,35 @@ def test_invalid_params_are_refused_by_the_api(airflow: Airflow) -> None:
     assert "train_epochs" in response.text
 
 
-def test_trigger_with_params_then_backfill(airflow: Airflow) -> None:
-    response = airflow.client.post(
-        "/api/v2/dags/ctr_daily/dagRuns", json={"logical_date": f"{DS}T00:00:00Z", "conf": {"train_epochs": 2}}
-    )
-    assert response.status_code == 200, response.text
-    triggered = response.json()["dag_run_id"]
-    runs = airflow.wait_for("the triggered run", lambda: _finished(airflow, {triggered}), timeout=RUN_TIMEOUT)
-    assert runs[0]["state"] == "success", airflow.logs()
+def test_trigger_with_params_then_backfill(airflow: LocalAirflow) -> None:
+    triggered = airflow.trigger("ctr_daily", DS, {"train_epochs": 2})
+    run = airflow.wait_for_run("ctr_daily", triggered, timeout=RUN_TIMEOUT)
+    assert run["state"] == "success", airflow.logs()
     assert _partition_rows(airflow, DS) == 500
-    config = json.loads((airflow.root / "artifacts" / "ctr" / DS.isoformat() / "model" / "config.json").read_text())
+    config = json.loads((_artifacts(airflow) / "ctr" / DS.isoformat() / "model" / "config.json").read_text())
     assert config["config"]["train.epochs"] == 2  # the trigger param reached the training job
+
+    # What a user's first click finds: every task ran on the scheduler, has a log, and took the
+    # time it took (not the days since its logical date).
+    tis = {t["task_id"]: t for t in airflow.task_instances("ctr_daily", triggered)}
+    assert sorted(tis) == sorted(STEPS)
+    wall = (date.fromisoformat(run["end_date"][:10]) - date.fromisoformat(run["start_date"][:10])).days
+    assert wall <= 1
+    for task_id, ti in tis.items():
+        assert ti["state"] == "success", task_id
+        assert 0 < ti["duration"] < RUN_TIMEOUT, (task_id, ti["duration"])
+        assert ti["hostname"], task_id  # run by a worker, not in-process
+    train_log = airflow.task_log("ctr_daily", triggered, "train")
+    assert "tfpipe-job train" in train_log and "epoch" in train_log.lower(), train_log[-3000:]
+    assert "failed call to cuInit" not in train_log  # CPU runs carry no CUDA error lines
+    score_log = airflow.task_log("ctr_daily", triggered, "publish_scores")
+    assert "ctr_scores" in score_log, score_log[-3000:]
+    # The train task's TensorBoard link is an http link to the local TensorBoard, which answers.
+    links = airflow.client.get(f"/api/v2/dags/ctr_daily/dagRuns/{triggered}/taskInstances/train/links").json()
+    tensorboard = links["TensorBoard"]
+    assert tensorboard.startswith(airflow.tensorboard_url + "/"), links
+    assert "ctr%2F2026-11-21%2Fmodel" in tensorboard
+    assert httpx.get(tensorboard, timeout=30).status_code == 200
 
     response = airflow.client.post(
         "/api/v2/backfills",
@@ -197,14 +171,14 @@ def test_trigger_with_params_then_backfill(airflow: Airflow) -> None:
             "dag_id": "ctr_daily",
             "from_date": f"{BACKFILL[0]}T00:00:00Z",
             "to_date": f"{BACKFILL[-1]}T00:00:00Z",
-            "max_active_runs": 2,
+            "max_active_runs": 3,  # all three days at once
         },
     )
     assert response.status_code == 200, response.text
     backfill_id = response.json()["id"]
     backfill_runs = airflow.wait_for(
         "the backfill's runs to be created",
-        lambda: {r["dag_run_id"] for r in airflow.runs() if r["run_type"] == "backfill"} or None,
+        lambda: {r["dag_run_id"] for r in airflow.runs("ctr_daily") if r["run_type"] == "backfill"} or None,
         timeout=120,
     )
     assert len(backfill_runs) == 3
@@ -214,21 +188,21 @@ def test_trigger_with_params_then_backfill(airflow: Airflow) -> None:
     assert airflow.client.get(f"/api/v2/backfills/{backfill_id}").status_code == 200
     for day in [*BACKFILL, DS]:
         assert _partition_rows(airflow, day) == 500, day
-    assert {r["run_type"] for r in airflow.runs()} == {"manual", "backfill"}  # nothing else ran
+    assert {r["run_type"] for r in airflow.runs("ctr_daily")} == {"manual", "backfill"}  # nothing else ran
     # each backfilled day read only its own window: its stats name its own ds
     for day in BACKFILL:
-        stats = json.loads((airflow.root / "artifacts" / "ctr" / day.isoformat() / "data" / "stats.json").read_text())
+        stats = json.loads((_artifacts(airflow) / "ctr" / day.isoformat() / "data" / "stats.json").read_text())
         assert stats["provenance"]["ds"] == day.isoformat()
         assert stats["rows"] == 3 * 10_000  # ds and its 2-day look-back, nothing after ds
     # a backfilled older day never replaces the newer blessed model
-    blessed = json.loads((airflow.root / "artifacts" / "ctr" / "registry" / "blessed.json").read_text())
+    blessed = json.loads((_artifacts(airflow) / "ctr" / "registry" / "blessed.json").read_text())
     assert blessed["ds"] == DS.isoformat()
     # each day is scored by the model blessed as of that day, however the runs interleaved
     history = blessed["history"]
     for day in [*BACKFILL, DS]:
         as_of = [e for e in history if e["ds"] <= day.isoformat()][-1]
-        with duckdb.connect(airflow.env["TFPIPE_WAREHOUSE"].removeprefix("duckdb://"), read_only=True) as con:
+        with duckdb.connect(_warehouse(airflow), read_only=True) as con:
             scored = con.execute("SELECT DISTINCT model_version FROM ctr_scores WHERE ds = $ds", {"ds": day}).fetchall()
         assert scored == [(as_of["model_version"],)], day
-        verdict = (airflow.root / "artifacts" / "ctr" / day.isoformat() / "eval" / "verdict").read_text().strip()
+        verdict = (_artifacts(airflow) / "ctr" / day.isoformat() / "eval" / "verdict").read_text().strip()
         assert (as_of["ds"] == day.isoformat()) == (verdict == "blessed"), day  # its own model when blessed
