@@ -183,13 +183,19 @@ class LocalAirflow:
             server.psql("CREATE DATABASE airflow;")
         return server.get_uri("airflow").replace("postgresql://", "postgresql+psycopg2://", 1)
 
-    def stop_postgres(self) -> None:
-        if self._postgres_pid() is None:
+    def stop_postgres(self, grace: float = 30.0) -> None:
+        """PostgreSQL's fast shutdown (SIGINT to the postmaster: sessions end, it checkpoints
+        and exits); SIGKILL after `grace`. Not pgserver's handle clean-up: within one process
+        it returns the handle `start_postgres` made, which leaves the server running."""
+        pid = self._postgres_pid()
+        if pid is None:
             return
-        import pgserver
-
-        # The last handle of a "stop" server stops it (pg_ctl stop, then a kill if need be).
-        pgserver.get_server(self.pgdata, cleanup_mode="stop").cleanup()
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + grace
+        while self._postgres_pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if self._postgres_pid() is not None:
+            os.kill(pid, signal.SIGKILL)
 
     # -- processes ------------------------------------------------------------------------
     def commands(self) -> dict[str, list[str]]:

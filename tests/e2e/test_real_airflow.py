@@ -160,7 +160,7 @@ def test_trigger_with_params_then_backfill(airflow: LocalAirflow) -> None:
     assert "ctr_scores" in score_log, score_log[-3000:]
     # The train task's TensorBoard link is an http link to the local TensorBoard, which answers.
     links = airflow.client.get(f"/api/v2/dags/ctr_daily/dagRuns/{triggered}/taskInstances/train/links").json()
-    tensorboard = links["TensorBoard"]
+    tensorboard = links["extra_links"]["TensorBoard"]
     assert tensorboard.startswith(airflow.tensorboard_url + "/"), links
     assert "ctr%2F2026-11-21%2Fmodel" in tensorboard
     assert httpx.get(tensorboard, timeout=30).status_code == 200
