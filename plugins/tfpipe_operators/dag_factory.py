@@ -361,12 +361,10 @@ def public_url(url: str) -> str:
 
 def scores_doc(spec: PipelineSpec, profile: Profile) -> str:
     """Where the scores land, as the DAG's doc says it: the warehouse, the score table and its latest view."""
-    table, view = spec.scoring.table, spec.scoring.latest_view
-    if profile.warehouse.startswith("bigquery://"):
-        # BigQuery names them project.dataset.name; the URL is bigquery://<project>/<dataset>.
-        parts = urlsplit(profile.warehouse)
-        where = f"{parts.hostname}.{parts.path.strip('/')}"
-        table, view = f"{where}.{table}", f"{where}.{view}"
+    from tfpipe_operators.warehouse import open_warehouse
+
+    warehouse = open_warehouse(profile.warehouse)  # imports no database client
+    table, view = warehouse.table_id(spec.scoring.table), warehouse.table_id(spec.scoring.latest_view)
     return (
         f"Scores land in the warehouse `{public_url(profile.warehouse)}`: table `{table}` (one partition "
         f"per `ds`) and view `{view}` (the newest day's partition)."

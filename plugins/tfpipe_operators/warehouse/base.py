@@ -109,6 +109,10 @@ class Warehouse(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 
+    def table_id(self, table: str) -> str:
+        """A table's name as a user types it in this warehouse (BigQuery: project.dataset.table)."""
+        return table
+
     # -- what a backend supplies -------------------------------------------------------
 
     @abstractmethod
