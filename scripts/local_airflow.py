@@ -39,6 +39,9 @@ USER = "admin"
 AIRFLOW_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 FINISHED = ("success", "failed")
 T = TypeVar("T")
+# pgserver keeps a lock under the user's runtime folder; without XDG_RUNTIME_DIR it falls back
+# to /tmp and warns on every command (start, status, trigger, stop), which is fine here.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 class LocalAirflowError(RuntimeError):
@@ -173,9 +176,6 @@ class LocalAirflow:
         """Start (or reuse) the metadata server; the SQLAlchemy URL of its `airflow` database."""
         import pgserver
 
-        # pgserver keeps a lock under the user's runtime folder; without XDG_RUNTIME_DIR it
-        # falls back to /tmp and says so, which is fine here.
-        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
         self.pgdata.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: the server outlives this process; `stop` stops it.
         server = pgserver.get_server(self.pgdata, cleanup_mode=None)
