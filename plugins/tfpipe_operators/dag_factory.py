@@ -275,12 +275,6 @@ def _job_arguments(step: str, spec_path: str, profile: Profile) -> list[str]:
     ]
 
 
-def _job_spec_path(spec: PipelineSpec, profile: Profile) -> str:
-    if profile.job_specs_dir:
-        return f"{profile.job_specs_dir.rstrip('/')}/{spec.directory.name}/{spec.path.name}"
-    return str(spec.path.resolve())
-
-
 def _wait_for_source(spec: PipelineSpec, profile: Profile) -> BaseOperator:
     """One sensor for both profiles: it counts the day's rows through the warehouse interface
     (a DuckDB query locally, a BigQuery query in gcp), so it works on any table whose
@@ -326,7 +320,7 @@ def assets(spec: PipelineSpec) -> dict[str, Asset]:
 
 
 def _step(step: str, spec: PipelineSpec, profile: Profile, gpus: int) -> BaseOperator:
-    arguments = _job_arguments(step, _job_spec_path(spec, profile), profile)
+    arguments = _job_arguments(step, profile.job_spec_path(spec.path), profile)
     common: dict[str, Any] = {"task_id": step, "execution_timeout": TIMEOUTS[step], "doc_md": STEP_DOCS[step]}
     if step in assets(spec):
         common["outlets"] = [assets(spec)[step]]
@@ -425,7 +419,7 @@ def build_tune_dag(spec: PipelineSpec, profile: Profile) -> DAG:
 
     from tfpipe_operators import tuning
 
-    spec_path = _job_spec_path(spec, profile)
+    spec_path = profile.job_spec_path(spec.path)
     local_spec_path = str(spec.path)
     dag = DAG(
         dag_id=f"{spec.pipeline}_tune",

@@ -66,6 +66,13 @@ class Profile(BaseModel):
     def dataflow_staging_location(self) -> str:
         return self.staging_location or f"{self.artifact_root.rstrip('/')}/_dataflow/staging"
 
+    def job_spec_path(self, spec_path: Path) -> str:
+        """Where the job command sees a spec Airflow read at `spec_path`: the same file locally, the
+        `<pipeline>/pipeline.yaml` under `job_specs_dir` when the jobs run elsewhere (a pod's image)."""
+        if self.job_specs_dir:
+            return f"{self.job_specs_dir.rstrip('/')}/{spec_path.parent.name}/{spec_path.name}"
+        return str(spec_path.resolve())
+
     def dataflow_args(self, job_name: str) -> list[str]:
         """The DataflowRunner options of one step (the job passes them to Beam as `--beam-arg`s).
 

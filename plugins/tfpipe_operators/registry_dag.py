@@ -91,9 +91,6 @@ def registry_arguments(spec_path: str, profile: Profile) -> list[str]:
 
 
 def build_registry_dag(spec: PipelineSpec, profile: Profile) -> DAG:
-    # Where the job sees the spec, as for the daily steps (imported here: dag_factory imports this module).
-    from tfpipe_operators.dag_factory import _job_spec_path
-
     dag = DAG(
         dag_id=f"{spec.pipeline}_registry",
         description=f"Model history, rollback and manual bless for {spec.pipeline}",
@@ -119,7 +116,7 @@ def build_registry_dag(spec: PipelineSpec, profile: Profile) -> DAG:
         # A change is not retried blindly: its error says what to fix, then one triggers again.
         default_args={"owner": spec.owner, "retries": 0},
     )
-    arguments = registry_arguments(_job_spec_path(spec, profile), profile)
+    arguments = registry_arguments(profile.job_spec_path(spec.path), profile)
     common: dict[str, Any] = {
         "task_id": TASK_ID,
         "execution_timeout": TIMEOUT,

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tfpipe_operators.features import CROSSABLE_KINDS, Feature, Task
+from tfpipe_operators.search_dimensions import Dimension, parse_dimension
 
 SPEC_FILENAME = "pipeline.yaml"
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -304,11 +305,8 @@ def load_spec(path: str | Path) -> PipelineSpec:
     for variant in spec.variants:
         resolve_config(spec, variant=variant, environ={})  # errors name variants.<name>
     for key in spec.overridable:
-        _split_key(key, where=f"{path}: overridable")
-    if spec.search_space:
-        from tfpipe_operators.tuning import search_space
-
-        search_space(spec)
+        split_key(key, where=f"{path}: overridable")
+    parse_search_space(spec.search_space, where=f"{path}: search_space")
     return spec
 
 
@@ -383,7 +381,8 @@ class PipelineConfig(BaseModel):
 _KEY = re.compile(r"^([a-z]+)\.([a-z_][a-z0-9_]*)$")
 
 
-def _split_key(key: str, where: str) -> tuple[str, str]:
+def split_key(key: str, where: str) -> tuple[str, str]:
+    """`train.epochs` -> ('train', 'epochs'), or a SpecError at `where` saying which keys there are."""
     match = _KEY.match(key)
     if not match or match.group(1) not in STAGES:
         raise SpecError(
@@ -394,6 +393,19 @@ def _split_key(key: str, where: str) -> tuple[str, str]:
         known = ", ".join(sorted(STAGES[stage].model_fields))
         raise SpecError(f"{where}: '{key}' is not a config key; {stage} has: {known}")
     return stage, name
+
+
+def parse_search_space(raw: Mapping[str, Any], where: str) -> dict[str, Dimension]:
+    """Every searched key a config key, every dimension valid: checked when the spec loads, so a
+    tuning run never starts on a space it cannot sample."""
+    space = {}
+    for key, dim in raw.items():
+        split_key(key, where=where)
+        try:
+            space[key] = parse_dimension(dim)
+        except ValueError as exc:
+            raise SpecError(f"{where}.{key}: {exc}") from None
+    return space
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -475,7 +487,7 @@ def resolve_config(
     set_by: dict[str, Callable[[str], str]] = {}
     for layer in layers:
         for key, value in layer.values.items():
-            stage, name = _split_key(key, where=layer.name)
+            stage, name = split_key(key, where=layer.name)
             merged[stage][name] = value
             set_by[key] = layer.describe
 
