@@ -43,7 +43,7 @@ $(AIRFLOW)/.installed: setup.py constraints/airflow.txt
 	test -x $(AIRFLOW)/bin/python || $(PYTHON) -m venv $(AIRFLOW)
 	$(AIRFLOW)/bin/python -m pip install --quiet --upgrade pip
 	$(AIRFLOW)/bin/python -m pip install --quiet -c constraints/airflow.txt -e ".[airflow]" pytest ruff mypy \
-		kubernetes-validate pgserver psycopg2-binary asyncpg --config-settings editable_mode=strict
+		kubernetes-validate pgserver psycopg2-binary asyncpg import-linter --config-settings editable_mode=strict
 	touch $@
 
 # The gcp profile's stand-ins (fake-gcs-server, bqemulator) run as servers from an env of their
@@ -71,9 +71,13 @@ airflow-status:
 airflow-stop:
 	$(AIRFLOW)/bin/python scripts/local_airflow.py stop
 
+# Import rules (pyproject.toml, [tool.importlinter]): checked from outside the source tree, where
+# the installed packages (the jobs folders mapped under tfpipe_jobs) are what Python sees.
 lint: envs
 	$(AIRFLOW)/bin/ruff check .
 	$(AIRFLOW)/bin/ruff format --check .
+	mkdir -p $(STATE)/imports && cd $(STATE)/imports && \
+		$(CURDIR)/$(AIRFLOW)/bin/lint-imports --no-logo --cache-dir $(STATE)/imports/cache $(CURDIR)/pyproject.toml
 
 # Run from outside the source tree so mypy checks the installed packages (mapped folders).
 typecheck: envs
