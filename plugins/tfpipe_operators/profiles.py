@@ -128,7 +128,8 @@ def load_profile(environ: Mapping[str, str] | None = None) -> Profile:
         profile = Profile.model_validate(values)
     except ValidationError as exc:
         names = {v: k for k, v in _ENV.items()}
-        msgs = [f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
+        # Each setting is one variable's text: name it and show what it held.
+        msgs = [f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']} (got {e['input']!r})" for e in exc.errors()]
         raise ProfileError("invalid tfpipe profile settings: " + "; ".join(msgs)) from None
     if profile.name == "gcp":
         missing = [

@@ -38,6 +38,10 @@ def test_bad_search_space_fails_at_load(spec_dir: Path) -> None:
     (spec_dir / "pipeline.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(SpecError, match="'train.nope' is not a config key"):
         load_spec(spec_dir / "pipeline.yaml")
+    raw["search_space"] = {"train.learning_rate": {"log_uniform": [0, 0.1]}}
+    (spec_dir / "pipeline.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match=r"yaml: search_space.train.learning_rate: log_uniform bounds \[0, 0.1\]"):
+        load_spec(spec_dir / "pipeline.yaml")
 
 
 def test_tune_dag_maps_training_over_trials(ctr_spec_path: Path) -> None:
