@@ -106,3 +106,48 @@ def test_a_step_never_creates_a_missing_warehouse(spec_dir: Path, tmp_path: Path
     with pytest.raises(WarehouseError, match="TFPIPE_WAREHOUSE"):
         _context("score", spec_dir / "pipeline.yaml", f"duckdb://{missing}", tmp_path)
     assert not missing.exists()
+
+
+def _parse_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """argparse's refusal of a command line: exit code 2 and the message on stderr."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser().parse_args(list(argv))
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_the_command_line_names_a_bad_or_missing_argument(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    common = ["--spec", "s.yaml", "--artifact-root", str(tmp_path), "--warehouse", "duckdb:///w.duckdb"]
+    err = _parse_error(capsys, "train", *common, "--ds", "2026-13-01")
+    assert "argument --ds: expected a date YYYY-MM-DD, got '2026-13-01'" in err
+    assert "the following arguments are required: --ds" in _parse_error(capsys, "train", *common)
+    assert "invalid choice: 'fit'" in _parse_error(capsys, "fit", *common, "--ds", DS)
+
+
+def test_set_values_are_yaml_and_a_pair_without_value_is_refused(
+    spec_dir: Path, warehouse: str, tmp_path: Path
+) -> None:
+    spec = spec_dir / "pipeline.yaml"
+    ctx = _context(
+        "train", spec, warehouse, tmp_path, "--set", "train.hidden_units=[32, 16]", "--set", "train.epochs=2"
+    )
+    assert ctx.config.train.hidden_units == [32, 16]  # type: ignore[attr-defined]
+    assert ctx.config.train.epochs == 2  # type: ignore[attr-defined]
+    with pytest.raises(SystemExit, match=r"^--set expects KEY=VALUE \(e\.g\. train\.epochs=5\), got 'train\.epochs'$"):
+        _context("train", spec, warehouse, tmp_path, "--set", "train.epochs")
+
+
+def test_run_params_must_be_a_json_object(spec_dir: Path, warehouse: str, tmp_path: Path) -> None:
+    spec = spec_dir / "pipeline.yaml"
+    with pytest.raises(SystemExit, match=r"^--run-params is not valid JSON \(.*\): \"\{'train_epochs': 5\}\"$"):
+        _context("train", spec, warehouse, tmp_path, "--run-params", "{'train_epochs': 5}")
+    with pytest.raises(SystemExit, match=r"^--run-params must be a JSON object, got '\[5\]'$"):
+        _context("train", spec, warehouse, tmp_path, "--run-params", "[5]")
+
+
+def test_a_day_in_the_future_is_refused_before_any_step_runs(spec_dir: Path, tmp_path: Path) -> None:
+    argv = ["train", "--spec", str(spec_dir / "pipeline.yaml"), "--ds", "2999-01-01"]
+    warehouse = tmp_path / "never-created.duckdb"
+    with pytest.raises(SystemExit, match=r"^--ds 2999-01-01 is in the future \(today is \d{4}-\d{2}-\d{2}\)"):
+        cli.main([*argv, "--artifact-root", str(tmp_path / "artifacts"), "--warehouse", f"duckdb://{warehouse}"])
+    assert not (tmp_path / "artifacts").exists() and not warehouse.exists()
