@@ -43,7 +43,7 @@ from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner, rea
 from tfpipe_jobs.beam_jobs.warehouse_source import COUNTERS, ReadWarehouse, counters
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.inference_runtime import import_tensorflow
-from tfpipe_operators.features import FeatureKind, Task
+from tfpipe_operators.features import FeatureKind, Task, vocabulary_file_for_label
 from tfpipe_operators.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,22 @@ class DuplicateKeysError(ValueError):
     """The scoring query returns a key more than once; the table needs one row per key."""
 
 
+# A multiclass row's probabilities by class name, as BigQuery ML's ML.PREDICT gives them:
+# ARRAY<STRUCT<class_name STRING, probability FLOAT64>> in BigQuery, LIST of STRUCT in DuckDB.
+CLASS_PROBABILITY = pa.struct([pa.field("class_name", pa.string()), pa.field("probability", pa.float64())])
+
+
 def prediction_fields(task: Task) -> list[pa.Field]:
     if task is Task.BINARY:
         return [pa.field("probability", pa.float64())]
     if task is Task.MULTICLASS:
-        return [pa.field("class_id", pa.int64()), pa.field("probabilities", pa.list_(pa.float32()))]
+        return [
+            pa.field("class_id", pa.int64()),
+            pa.field("class_name", pa.string()),
+            pa.field("class_probabilities", pa.list_(CLASS_PROBABILITY)),
+            # By class id: what queries written before the names existed read.
+            pa.field("probabilities", pa.list_(pa.float32())),
+        ]
     return [pa.field("value", pa.float64())]
 
 
@@ -141,6 +152,22 @@ def read_vocabulary(path: str) -> pa.Array:
     if lines and lines[-1] == b"":
         lines.pop()
     return pa.array(lines, pa.binary())
+
+
+def read_class_names(saved_model_dir: str) -> pa.Array:
+    """The class names in class-id order: the label vocabulary the model itself carries.
+
+    tf.Transform writes the label vocabulary by frequency and the model's class ids are
+    positions in it; the SavedModel keeps its own copy as an asset, so a day scored by an
+    older blessed model is named with that model's classes, not with the day's data.
+    """
+    path = artifacts.join(saved_model_dir, "assets", vocabulary_file_for_label())
+    if not artifacts.exists(path):
+        raise artifacts.MissingArtifactError(
+            f"{path} does not exist: the SavedModel carries no label vocabulary, so its class ids cannot be "
+            "named (was it exported from a multiclass pipeline by export_serving_model?)"
+        )
+    return pc.cast(read_vocabulary(path), pa.string())
 
 
 def read_vocabularies(saved_model_dir: str, spec: PipelineSpec) -> dict[str, pa.Array]:
@@ -298,8 +325,10 @@ class SavedModelHandler(ModelHandler[PreparedBatch, pa.Table, LoadedModel]):  # 
         model_version: str,
         ds: Any,
         scored_at: datetime,
+        class_names: pa.Array | None = None,
     ) -> None:
         super().__init__()
+        self._class_names = class_names
         self._dir = saved_model_dir
         self._spec = spec
         self._schema = schema
@@ -339,20 +368,45 @@ class SavedModelHandler(ModelHandler[PreparedBatch, pa.Table, LoadedModel]):  # 
         for prepared in batch:
             out = model.predict(**prepared.inputs)
             columns: dict[str, Any] = dict(prepared.keys)
-            columns.update(prediction_columns(self._spec.label.task, out))
+            columns.update(prediction_columns(self._spec.label.task, out, self._class_names))
             columns.update(self.constant_columns(prepared.rows))
             yield pa.Table.from_pydict(columns, schema=self._schema)
 
 
-def prediction_columns(task: Task, outputs: dict[str, Any]) -> dict[str, pa.Array]:
+def prediction_columns(task: Task, outputs: dict[str, Any], class_names: pa.Array | None = None) -> dict[str, pa.Array]:
     if task is Task.BINARY:
         return {"probability": pa.array(outputs["probability"].numpy().astype(np.float64))}
     if task is Task.MULTICLASS:
+        assert class_names is not None
         probabilities = outputs["probabilities"].numpy().astype(np.float32)
         classes = probabilities.shape[1]
+        class_id = outputs["class_id"].numpy().astype(np.int64)
+        named = len(class_names)
+        if named > classes:
+            raise ValueError(
+                f"the model's label vocabulary has {named} classes but it outputs {classes} probabilities; "
+                f"raise label.num_classes in the spec to at least {named} and retrain"
+            )
         nested = pa.FixedSizeListArray.from_arrays(pa.array(probabilities.reshape(-1)), classes)
-        return {"class_id": pa.array(outputs["class_id"].numpy()), "probabilities": nested.cast(pa.list_(pa.float32()))}
+        return {
+            "class_id": pa.array(class_id),
+            # A class id past the vocabulary (label.num_classes above the classes the data
+            # had: an output no training row ever had) has no name: NULL.
+            "class_name": class_names.take(pa.array(class_id, mask=class_id >= named)),
+            "class_probabilities": class_probability_lists(probabilities[:, :named], class_names),
+            "probabilities": nested.cast(pa.list_(pa.float32())),
+        }
     return {"value": pa.array(outputs["value"].numpy().astype(np.float64))}
+
+
+def class_probability_lists(probabilities: np.ndarray, class_names: pa.Array) -> pa.Array:
+    """Each row's [(class_name, probability), ...] in class-id order, built as whole arrays."""
+    rows, named = probabilities.shape
+    names = class_names.take(pa.array(np.tile(np.arange(named, dtype=np.int32), rows)))
+    values = pa.array(probabilities.astype(np.float64).reshape(-1))
+    entries = pa.StructArray.from_arrays([names, values], fields=list(CLASS_PROBABILITY))
+    offsets = pa.array(np.arange(0, rows * named + 1, named, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, entries, type=pa.list_(CLASS_PROBABILITY))
 
 
 class CountRows(beam.DoFn):  # type: ignore[misc]
@@ -462,7 +516,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     version = blessed["model_version"]
     schema = score_schema(spec, ctx.warehouse.result_schema(spec.scoring_sql, ctx.query_params))
     saved_model_dir = artifacts.join(registry.verified_model_dir(ctx.paths, blessed), artifacts.SAVED_MODEL_DIR)
-    handler = SavedModelHandler(saved_model_dir, spec, schema, version, ctx.ds, datetime.now(UTC))
+    class_names = read_class_names(saved_model_dir) if spec.label.task is Task.MULTICLASS else None
+    handler = SavedModelHandler(saved_model_dir, spec, schema, version, ctx.ds, datetime.now(UTC), class_names)
 
     # The duplicate-key check is one GROUP BY in the warehouse (seconds at 10M rows, no GIL):
     # it runs while this process imports TensorFlow and scores, and nothing is published
