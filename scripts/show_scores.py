@@ -6,8 +6,22 @@ import argparse
 import sys
 from datetime import date
 
+from tfpipe_operators.features import Task
 from tfpipe_operators.spec import load_spec
 from tfpipe_operators.warehouse import DuckDBWarehouse, open_warehouse
+
+
+def analyst_sql(task: Task, keys: list[str], view: str) -> str:
+    """The day's most confident rows, by the task's prediction columns (README: Score tables)."""
+    columns = ", ".join(keys)
+    if task is Task.MULTICLASS:
+        # The predicted class by name, with its probability read from the by-name list.
+        return (
+            f"SELECT {columns}, class_name, p.probability FROM {view}, UNNEST(class_probabilities) p "
+            "WHERE p.class_name = class_name ORDER BY p.probability DESC LIMIT 20"
+        )
+    prediction = "probability" if task is Task.BINARY else "value"
+    return f"SELECT {columns}, {prediction} FROM {view} ORDER BY {prediction} DESC LIMIT 20"
 
 
 def main() -> int:
@@ -37,8 +51,7 @@ def main() -> int:
     print(" | ".join(names))
     for row in result.fetchall():
         print(" | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
-    prediction = {"binary": "probability", "multiclass": "class_id", "regression": "value"}[spec.label.task.value]
-    sql = f"SELECT {', '.join(keys)}, {prediction} FROM {view} ORDER BY {prediction} DESC LIMIT 20"
+    sql = analyst_sql(spec.label.task, keys, view)
     print("\nAn analyst would type (any DuckDB client, read-only):")
     print(f"  {sql};")
     print("for example:")

@@ -215,3 +215,97 @@ def test_two_worker_processes_score_the_same_rows(ctr_run) -> None:
     assert list(again["item_id"]) == list(first["item_id"])
     np.testing.assert_allclose(again["probability"], first["probability"], atol=1e-6)
     assert len(list((ctr_run.day() / "scores").glob("*.parquet"))) >= 1
+
+
+# --- multiclass: the score table names its classes ----------------------------------------
+
+BAND_SQL = "  CASE WHEN item_price < 15 THEN 'cheap' WHEN item_price < 40 THEN 'mid' ELSE 'premium' END AS band\n"
+YESTERDAY = date(2026, 11, 20)
+
+
+@pytest.fixture(scope="module")
+def band_scores(ctr_warehouse, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A 3-class pipeline (the item's price band) run for real up to publish-scores, into a
+    score table that already holds a day written before the class names existed."""
+    import yaml
+
+    folder = tmp_path_factory.mktemp("band_spec") / "band"
+    ctr_dir = Path(ctr_warehouse.spec).parent
+    shutil.copytree(ctr_dir, folder)
+    doc = yaml.safe_load((ctr_dir / "pipeline.yaml").read_text())
+    doc["pipeline"] = "band"
+    doc["label"] = {"column": "band", "task": "multiclass", "num_classes": 3}
+    doc["features"] = [f for f in doc["features"] if f["name"] != "item_price"]
+    doc["scoring"]["table"] = "band_scores"
+    doc["gate"] = {"metric": "accuracy", "min_lift_over_baseline": 0.0, "max_regression": 1.0}
+    doc.pop("search_space", None)
+    (folder / "pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    (folder / "train.sql").write_text((ctr_dir / "train.sql").read_text().replace("  clicked\n", BAND_SQL))
+    spec, root = str(folder / "pipeline.yaml"), str(tmp_path_factory.mktemp("band_artifacts"))
+    results = {}
+    for step in ("extract", "train", "export", "evaluate", "publish-model", "score"):
+        results[step] = ctr_warehouse.run(step, spec=spec, artifacts=root)
+        assert results[step]["exit_code"] == 0, (step, results[step])
+    # Yesterday's partition, as the table looked before class_name/class_probabilities.
+    staged = str(Path(root) / "band" / "2026-11-21" / "scores" / "*.parquet")
+    with ctr_warehouse.duckdb(read_only=False) as con:
+        con.execute(
+            "CREATE TABLE band_scores AS SELECT user_id, item_id, class_id, probabilities, model_version, "
+            "$yesterday::DATE AS ds, scored_at FROM read_parquet($files) LIMIT 7",
+            {"files": [staged], "yesterday": YESTERDAY},
+        )
+    results["publish-scores"] = ctr_warehouse.run("publish-scores", spec=spec, artifacts=root)
+    assert results["publish-scores"]["exit_code"] == 0, results["publish-scores"]
+    return {"spec": spec, "saved_model": Path(root) / "band" / "2026-11-21" / "serving" / "saved_model"}
+
+
+def test_multiclass_scores_are_addressed_by_class_name(ctr_warehouse, band_scores: dict) -> None:
+    """What an analyst types: one class's probability by name, and the predicted class."""
+    spec = load_spec(band_scores["spec"])
+    scoring = (
+        open_warehouse(ctr_warehouse.warehouse)
+        .table(spec.scoring_sql, {"ds": DS})
+        .sort_by([("user_id", "ascending"), ("item_id", "ascending")])
+    )
+    model = tf.saved_model.load(str(band_scores["saved_model"]))
+    inputs = {k: tf.constant(v) for k, v in model_inputs(spec, scoring).items()}
+    expected = model.signatures["predict_raw"](**inputs)["probabilities"].numpy()
+    names = read_vocabulary(str(band_scores["saved_model"] / "assets" / "vocab___label")).to_pylist()
+    assert sorted(n.decode() for n in names) == ["cheap", "mid", "premium"]
+    predicted = [names[i].decode() for i in expected.argmax(axis=1)]
+    with ctr_warehouse.duckdb() as con:
+        for class_id, name in enumerate(n.decode() for n in names):
+            # the user's query, as written for BigQuery ML's ML.PREDICT output
+            rows = con.execute(
+                "SELECT class_name, p.probability FROM band_scores_latest, UNNEST(class_probabilities) p "
+                "WHERE p.class_name = $name ORDER BY user_id, item_id",
+                {"name": name},
+            ).fetchall()
+            assert len(rows) == scoring.num_rows == 500
+            np.testing.assert_allclose([p for _, p in rows], expected[:, class_id], atol=1e-6)
+            assert [c for c, _ in rows] == predicted
+    assert len(set(predicted)) > 1  # the check above covers more than one class
+
+
+def test_a_table_from_before_the_class_names_keeps_its_day(ctr_warehouse, band_scores: dict) -> None:
+    with ctr_warehouse.duckdb() as con:
+        days = con.execute(
+            "SELECT ds, count(*), count(class_name), count(probabilities) FROM band_scores GROUP BY ds ORDER BY ds"
+        ).fetchall()
+        assert days == [(YESTERDAY, 7, 0, 7), (DS, 500, 500, 500)]
+        assert con.execute("SELECT DISTINCT ds FROM band_scores_latest").fetchall() == [(DS,)]
+
+
+def test_show_scores_prints_a_multiclass_query_that_runs(ctr_warehouse, band_scores: dict) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "show_scores.py"
+    args = ["--warehouse", ctr_warehouse.warehouse, "--spec", band_scores["spec"], "--ds", DS.isoformat()]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=True).stdout
+    sql = next(line.strip().rstrip(";") for line in out.splitlines() if line.strip().startswith("SELECT"))
+    assert "class_name, p.probability" in sql and "UNNEST(class_probabilities) p" in sql
+    with ctr_warehouse.duckdb() as con:
+        rows = con.execute(sql).fetchall()
+    assert len(rows) == 20 and {r[2] for r in rows} <= {"cheap", "mid", "premium"}
+    assert [r[3] for r in rows] == sorted((r[3] for r in rows), reverse=True)

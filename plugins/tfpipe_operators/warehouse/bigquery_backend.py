@@ -71,6 +71,23 @@ def _param(bigquery: Any, name: str, value: Any) -> Any:
     return bigquery.ScalarQueryParameter(name, kind, value)
 
 
+def load_config(bigquery: Any, **options: Any) -> Any:
+    """A WRITE_TRUNCATE load of Parquet files, their lists read as lists.
+
+    Without list inference BigQuery loads a Parquet list as a RECORD wrapping a repeated
+    `list.element`; with it a `list<struct<class_name, probability>>` becomes the
+    REPEATED RECORD that `UNNEST(class_probabilities)` reads, as ML.PREDICT returns it.
+    """
+    parquet_options = bigquery.ParquetOptions()
+    parquet_options.enable_list_inference = True
+    return bigquery.LoadJobConfig(
+        source_format=bigquery.SourceFormat.PARQUET,
+        write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+        parquet_options=parquet_options,
+        **options,
+    )
+
+
 class BigQueryWarehouse(Warehouse):
     kind = "bigquery"
 
@@ -158,7 +175,9 @@ class BigQueryWarehouse(Warehouse):
         partition = f"{table_id}${write.ds:%Y%m%d}"
         by_day = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field="ds")
         truncate = bigquery.WriteDisposition.WRITE_TRUNCATE
-        parquet = bigquery.SourceFormat.PARQUET
+        # A column the table does not have yet (a release added it) is added to it; its
+        # older days read NULL. BigQuery allows this on a WRITE_TRUNCATE of one partition.
+        add_fields = [bigquery.SchemaUpdateOption.ALLOW_FIELD_ADDITION]
         by_ds = self.job_config({"ds": write.ds})
         try:
             sql = reference_counts_sql(table_id, "`", "@ds")
@@ -168,11 +187,11 @@ class BigQueryWarehouse(Warehouse):
         if write.select_rows is None:
             expected = write.staged_rows
             write.before_write(expected, counts)
-            load = bigquery.LoadJobConfig(source_format=parquet, write_disposition=truncate, time_partitioning=by_day)
+            load = load_config(bigquery, time_partitioning=by_day, schema_update_options=add_fields)
             client.load_table_from_uri(write.files, partition, job_config=load).result()
         else:
             staging = f"{table_id}__staging_{write.ds:%Y%m%d}"
-            load = bigquery.LoadJobConfig(source_format=parquet, write_disposition=truncate)
+            load = load_config(bigquery)  # a whole new staging table: its schema is the files'
             client.load_table_from_uri(write.files, staging, job_config=load).result()
             try:
                 source = f"`{staging}`"
@@ -180,7 +199,10 @@ class BigQueryWarehouse(Warehouse):
                 expected = int(next(iter(client.query(count).result()))[0] or 0)
                 write.before_write(expected, counts)
                 ranked = bigquery.QueryJobConfig(
-                    destination=partition, write_disposition=truncate, time_partitioning=by_day
+                    destination=partition,
+                    write_disposition=truncate,
+                    time_partitioning=by_day,
+                    schema_update_options=add_fields,
                 )
                 client.query(write.select_rows(source, "`"), job_config=ranked).result()
             finally:

@@ -142,6 +142,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             con.execute("BEGIN TRANSACTION")
             con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM {source} LIMIT 0', files)
+            add_missing_columns(con, table, source, files)
             count = write.count_rows(source, '"') if write.count_rows else f"SELECT COUNT(*) FROM {source}"
             row = con.execute(count, files).fetchone()
             expected = int(row[0]) if row and row[0] is not None else 0
@@ -149,7 +150,8 @@ class DuckDBWarehouse(Warehouse):
             write.before_write(expected, [(d, int(n)) for d, n in counts])
             con.execute(f'DELETE FROM "{table}" WHERE ds = $ds', {"ds": write.ds})
             rows = write.select_rows(source, '"') if write.select_rows else f"SELECT * FROM {source}"
-            con.execute(f'INSERT INTO "{table}" {rows}', files)
+            # By name: a table created before a column existed has its columns in another order.
+            con.execute(f'INSERT INTO "{table}" BY NAME {rows}', files)
             con.execute(f'CREATE OR REPLACE VIEW "{write.view}" AS {latest_view_sql(table, chr(34))}')
             row = con.execute(f'SELECT count(*) FROM "{table}" WHERE ds = $ds', {"ds": write.ds}).fetchone()
             written = int(row[0]) if row else 0
@@ -169,3 +171,20 @@ class DuckDBWarehouse(Warehouse):
         return WarehouseError(
             f"{located} (warehouse {self.path})" + (f"\n{detail}" if detail else "") + f"\nSQL: {duckdb_sql}"
         )
+
+
+def add_missing_columns(con: Any, table: str, source: str, params: Mapping[str, Any]) -> list[str]:
+    """Add to `table` the staged rows' columns it lacks (NULL on its older days); their names.
+
+    A score table outlives the code that writes it: when a release adds a column (the
+    multiclass `class_name`), yesterday's table takes it and keeps every day it holds.
+    """
+    existing = {row[0] for row in con.execute(f'DESCRIBE "{table}"').fetchall()}
+    added = []
+    for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}", params).fetchall():
+        if name not in existing:
+            con.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {kind}')
+            added.append(name)
+    if added:
+        log.info("table %s: added columns %s (NULL on the days written before them)", table, ", ".join(added))
+    return added

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pyarrow as pa
 import pytest
 from google.cloud.bigquery import SchemaField
 
-from tfpipe_operators.warehouse import WarehouseError, open_warehouse
+from tfpipe_operators.warehouse import PartitionWrite, WarehouseError, open_warehouse
 from tfpipe_operators.warehouse.bigquery_backend import arrow_field
 
 
@@ -47,3 +49,59 @@ def test_no_credentials_is_named_with_the_fix(monkeypatch: pytest.MonkeyPatch, t
         open_warehouse("bigquery://acme/analytics").ping()
     assert "warehouse bigquery://acme/analytics: no Google credentials" in str(err.value)
     assert "GOOGLE_APPLICATION_CREDENTIALS" in str(err.value)
+
+
+class _Job:
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+
+    def result(self) -> list[dict]:
+        return self.rows
+
+
+class _RecordingClient:
+    """Takes the requests replace_partition sends, answering the counts a real day would."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.loads: list[tuple[list[str], str, dict]] = []
+
+    def query(self, sql: str, job_config: object = None) -> _Job:
+        return _Job([{"ds": date(2026, 11, 20), "n": self.rows}] if "GROUP BY ds" in sql else [{"n": self.rows}])
+
+    def load_table_from_uri(self, files: list[str], destination: str, job_config: object) -> _Job:
+        self.loads.append((files, destination, job_config.to_api_repr()))  # type: ignore[attr-defined]
+        return _Job([])
+
+    def delete_table(self, table: object, not_found_ok: bool = False) -> None:
+        pass
+
+    def create_table(self, table: object) -> None:
+        pass
+
+
+def test_a_partition_load_adds_new_columns_and_reads_lists_as_repeated_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Request shape only: no BigQuery here (the stand-in does not run load jobs from Parquet)."""
+    warehouse = open_warehouse("bigquery://acme/analytics")
+    client = _RecordingClient(rows=500)
+    monkeypatch.setattr(warehouse, "client", lambda: client)
+    write = PartitionWrite(
+        table="band_scores",
+        view="band_scores_latest",
+        ds=date(2026, 11, 21),
+        files=["gs://bucket/band/2026-11-21/scores/*.parquet"],
+        staged_rows=500,
+        before_write=lambda rows, counts: None,
+        after_write=lambda written, expected: None,
+    )
+    assert warehouse.replace_partition(write) == 500
+    [(files, destination, config)] = client.loads
+    assert files == write.files
+    assert destination == "acme.analytics.band_scores$20261121"
+    load = config["load"]
+    assert load["sourceFormat"] == "PARQUET" and load["writeDisposition"] == "WRITE_TRUNCATE"
+    assert load["schemaUpdateOptions"] == ["ALLOW_FIELD_ADDITION"]
+    assert load["parquetOptions"] == {"enableListInference": True}
+    assert load["timePartitioning"] == {"type": "DAY", "field": "ds"}
