@@ -359,6 +359,10 @@ def _refuse_future(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the `tfpipe-job` command itself, not a call from another program
+        from tfpipe_jobs import stderr_filter
+
+        stderr_filter.install()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     _refuse_future(args)

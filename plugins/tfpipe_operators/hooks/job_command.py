@@ -1,13 +1,17 @@
 """Runs a `tfpipe-job` command as a local subprocess and reads its result line.
 
 The job prints `TFPIPE_RESULT <json>` as its last stdout line; everything else it
-writes is streamed to the task log as it comes, so a long step shows progress.
+writes is streamed to the task log as it comes, so a long step shows progress. Each line
+goes in at the level it says it has (TensorFlow's `E`/`W`/`I`/`F` prefix, Python
+logging's level name), so the task log's error filter finds the job's errors.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -19,6 +23,31 @@ from typing import Any
 from airflow.sdk.bases.hook import BaseHook
 
 RESULT_PREFIX = "TFPIPE_RESULT "
+
+
+# TensorFlow/absl native logging: `E1202 13:00:00.123456   42 file.cc:52] ...`.
+_NATIVE = re.compile(r"^([FEWI])\d{4} \d\d:\d\d:\d\d")
+_NATIVE_LEVELS = {"F": logging.CRITICAL, "E": logging.ERROR, "W": logging.WARNING, "I": logging.INFO}
+# Python logging: the job's format (`<asctime> LEVEL name: ...`) and logging's default (`LEVEL:name:...`).
+_PYTHON = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+    r"|(DEBUG|INFO|WARNING|ERROR|CRITICAL):)"
+)
+
+
+def line_level(line: str, previous: int = logging.INFO) -> int:
+    """The level a job's output line says it has; a line that says none continues the one
+    before it (a traceback under its error, a multi-line message), and a bare traceback is
+    an error."""
+    native = _NATIVE.match(line)
+    if native:
+        return _NATIVE_LEVELS[native.group(1)]
+    python = _PYTHON.match(line)
+    if python:
+        return int(logging.getLevelName(python.group(1) or python.group(2)))
+    if line.startswith("Traceback (most recent call last):"):
+        return logging.ERROR
+    return previous
 
 
 @dataclass
@@ -54,13 +83,15 @@ class JobCommandHook(BaseHook):  # type: ignore[misc]
         result: dict[str, Any] = {}
         tail: deque[str] = deque(maxlen=tail_lines)
         assert self._process.stdout is not None
+        level = logging.INFO
         for raw in self._process.stdout:
             line = raw.rstrip("\n")
             if line.startswith(RESULT_PREFIX):
                 result = json.loads(line[len(RESULT_PREFIX) :])
                 continue
             tail.append(line)
-            self.log.info("%s", line)
+            level = line_level(line, level)
+            self.log.log(level, "%s", line)
         code = self._process.wait()
         self.log.info("Job command exited with code %s", code)
         return JobRun(exit_code=code, result=result, tail=list(tail))
