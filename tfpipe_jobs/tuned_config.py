@@ -16,6 +16,7 @@ from typing import Any
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.artifacts import RunPaths
 from tfpipe_jobs.context import JobContext
+from tfpipe_operators.spec import HIGHER_IS_BETTER
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,23 @@ def _eval_metric(ctx: JobContext) -> tuple[str, bool]:
     return f"val_{metric}", metric != "rmse"
 
 
+def kept_epoch(history: list[dict[str, str]], config: dict[str, Any], gate_metric: str) -> dict[str, str]:
+    """The metrics.csv row of the epoch whose weights the trial's model has.
+
+    Early stopping restores the best epoch by the metric it watched (the eval loss unless
+    `train.early_stopping_metric` says otherwise; a package trained before that key existed
+    watched the gate's metric); without early stopping the model is the last epoch.
+    """
+    if not config.get("train.early_stopping_patience", 0):
+        return history[-1]
+    watched = config.get("train.early_stopping_metric")
+    column = f"val_{watched}" if watched else gate_metric
+    higher = (watched or gate_metric.removeprefix("val_")) in HIGHER_IS_BETTER
+    # The first of equal values: Keras counts only a strict improvement as a new best.
+    pick = max if higher else min
+    return pick(history, key=lambda row: float(row[column]))
+
+
 def select(ctx: JobContext) -> dict[str, Any]:
     metric, higher = _eval_metric(ctx)
     rows = []
@@ -41,10 +59,7 @@ def select(ctx: JobContext) -> dict[str, Any]:
             continue
         config = artifacts.read_json(artifacts.join(model_dir, "config.json"))
         history = list(csv.DictReader(io.StringIO(artifacts.read_text(artifacts.join(model_dir, "metrics.csv")))))
-        values = [float(r[metric]) for r in history]
-        patience = config["config"].get("train.early_stopping_patience", 0)
-        # Early stopping restores the best epoch's weights; otherwise the model is the last epoch.
-        value = (max(values) if higher else min(values)) if patience else values[-1]
+        value = float(kept_epoch(history, config["config"], metric)[metric])
         rows.append(
             {"trial": config["trial"], metric: value, "epochs": len(history), "overrides": config.get("overrides", {})}
         )

@@ -82,6 +82,11 @@ class TrainConfig(_Stage):
         ge=0,
         description="epochs without eval improvement before stopping (the best epoch's weights are kept); 0 = off",
     )
+    early_stopping_metric: str = Field(
+        default="loss",
+        description="the eval metric early stopping watches (per task: binary loss/auc/accuracy, multiclass "
+        "loss/accuracy, regression loss/rmse/mae); the default, the eval loss, still moves when accuracy ties",
+    )
     cache_parsed: bool = Field(
         default=True, description="keep the parsed first epoch in a local file; later epochs read it"
     )
@@ -508,6 +513,7 @@ def resolve_config(
             raise SpecError("\n".join(lines)) from None
     config = PipelineConfig(variant=variant, **stages)
     _check_gate_metric(spec, config, origin("gate.metric"))
+    _check_early_stopping_metric(spec, config, origin("train.early_stopping_metric"))
     return config
 
 
@@ -522,6 +528,26 @@ _TASK_METRICS = {
 def gate_metrics(spec: PipelineSpec) -> frozenset[str]:
     """The gate metrics that apply to the spec's task (the trigger form offers only these)."""
     return frozenset(_TASK_METRICS[spec.label.task.value])
+
+
+# The eval metrics training compiles per task (training/models.py), which early stopping can watch.
+EARLY_STOPPING_METRICS = {
+    "binary": ("loss", "auc", "accuracy"),
+    "multiclass": ("loss", "accuracy"),
+    "regression": ("loss", "rmse", "mae"),
+}
+
+# Where a higher value is better; every other watched metric is a loss or an error.
+HIGHER_IS_BETTER = frozenset({"auc", "accuracy"})
+
+
+def _check_early_stopping_metric(spec: PipelineSpec, config: PipelineConfig, origin: str) -> None:
+    allowed = EARLY_STOPPING_METRICS[spec.label.task.value]
+    if config.train.early_stopping_metric not in allowed:
+        raise SpecError(
+            f"{origin}: '{config.train.early_stopping_metric}' is not an eval metric of task "
+            f"{spec.label.task.value}; use one of {', '.join(allowed)}"
+        )
 
 
 def _check_gate_metric(spec: PipelineSpec, config: PipelineConfig, origin: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from tfpipe_jobs import artifacts, tuned_config
 from tfpipe_jobs.artifacts import RunPaths
+from tfpipe_jobs.tuned_config import kept_epoch
 from tfpipe_jobs.context import JobContext
 from tfpipe_operators.spec import load_spec, resolve_config
 from tfpipe_operators.warehouse import open_warehouse
@@ -75,3 +76,24 @@ def test_no_finished_trial_says_which_folder_and_what_must_run(tmp_path: Path, c
     with pytest.raises(artifacts.MissingArtifactError, match=rf"no finished trial under {ctx.paths.trials}: the train"):
         tuned_config.select(ctx)
     assert tuned_config.read(ctx.paths) is None  # the daily runs keep training with the spec's config
+
+
+# metrics.csv of a multiclass trial: accuracy peaks at epoch 1, the loss keeps falling.
+HISTORY = [
+    {"epoch": "0", "val_loss": "0.745", "val_accuracy": "0.80"},
+    {"epoch": "1", "val_loss": "0.600", "val_accuracy": "0.83"},
+    {"epoch": "2", "val_loss": "0.435", "val_accuracy": "0.82"},
+    {"epoch": "3", "val_loss": "0.500", "val_accuracy": "0.83"},
+]
+
+
+def test_the_kept_epoch_is_the_best_by_the_watched_metric() -> None:
+    """A trial is ranked by the metrics of the epoch its model kept."""
+    patience = {"train.early_stopping_patience": 1}
+    assert kept_epoch(HISTORY, {**patience, "train.early_stopping_metric": "loss"}, "val_accuracy")["epoch"] == "2"
+    # accuracy ties at 0.83: Keras keeps the first
+    chosen = {**patience, "train.early_stopping_metric": "accuracy"}
+    assert kept_epoch(HISTORY, chosen, "val_accuracy")["epoch"] == "1"
+    # a package from before the key existed watched the gate's metric
+    assert kept_epoch(HISTORY, patience, "val_accuracy")["epoch"] == "1"
+    assert kept_epoch(HISTORY, {"train.early_stopping_patience": 0}, "val_accuracy")["epoch"] == "3"

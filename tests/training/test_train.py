@@ -13,7 +13,10 @@ import pytest
 import tensorflow as tf
 
 from tfpipe_jobs.metrics import roc_auc
+from tfpipe_jobs.training import checkpointing
 from tfpipe_jobs.training.models import ARCHITECTURES, UnknownArchitectureError
+from tfpipe_jobs.training.train import early_stopping_target
+from tfpipe_operators.spec import TrainConfig, load_spec, resolve_config
 
 
 def test_model_package(ctr_run) -> None:
@@ -26,7 +29,9 @@ def test_model_package(ctr_run) -> None:
     assert [int(r["epoch"]) for r in rows] == list(range(result["epochs"])) and 2 <= result["epochs"] <= 3
     assert {"loss", "auc", "val_loss", "val_auc"} <= set(rows[0])
     kept = rows[result["kept_epoch"]]
-    assert float(kept["val_auc"]) == max(float(r["val_auc"]) for r in rows)  # the best epoch was kept
+    # the best epoch by the eval loss (train.early_stopping_metric's default) was kept
+    assert float(kept["val_loss"]) == min(float(r["val_loss"]) for r in rows)
+    assert result["final"]["val_loss"] == float(kept["val_loss"])
     assert result["final"]["val_auc"] == float(kept["val_auc"])
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])  # it learned
     config = json.loads((model / "config.json").read_text())
@@ -109,3 +114,55 @@ def test_records_short_of_the_counted_rows_stop_training_naming_the_data(ctr_run
     message = str(raised.value)
     assert message.startswith(f"{data}: the TFRecords do not hold the rows stats.json counts (")
     assert "Rerun extract_transform for ds 2026-11-21" in message
+
+
+# Eval epochs of a multiclass model: accuracy ties while the loss still falls.
+TIED_ACCURACY = [
+    {"val_loss": 0.745, "val_accuracy": 0.81},
+    {"val_loss": 0.58, "val_accuracy": 0.81},
+    {"val_loss": 0.435, "val_accuracy": 0.81},
+]
+
+
+def _stopper_after(monitor: str, mode: str, epochs: list[dict[str, float]]) -> checkpointing.ResumableEarlyStopping:
+    """The training job's early-stopping callback fed these eval epochs (patience 1)."""
+    import tf_keras as keras
+
+    model = keras.Sequential([keras.layers.Dense(1, input_shape=(2,))])
+    stopper = checkpointing.ResumableEarlyStopping(model, monitor, mode, patience=1)
+    stopper.set_model(model)
+    model.stop_training = False
+    stopper.on_train_begin()
+    for epoch, logs in enumerate(epochs):
+        stopper.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    return stopper
+
+
+def test_early_stopping_watches_the_eval_loss_by_default(ctr_spec_path: Path) -> None:
+    spec = load_spec(ctr_spec_path)
+    cfg = resolve_config(spec, environ={}).train
+    assert early_stopping_target(cfg) == ("val_loss", "min")
+    chosen = resolve_config(spec, overrides={"train.early_stopping_metric": "auc"}, environ={}).train
+    assert early_stopping_target(chosen) == ("val_auc", "max")
+    stopper = _stopper_after(*early_stopping_target(cfg), TIED_ACCURACY)
+    assert not stopper.model.stop_training and stopper.best_epoch == 2 and stopper.best == 0.435
+    # what watching the gate's accuracy did: stopped at the first tie, keeping epoch 0
+    by_accuracy = _stopper_after(*early_stopping_target(TrainConfig(early_stopping_metric="accuracy")), TIED_ACCURACY)
+    assert by_accuracy.model.stop_training and by_accuracy.best_epoch == 0
+
+
+@pytest.mark.parametrize(
+    ("metric", "target"),
+    [
+        ("auc", ("val_auc", "max")),
+        ("accuracy", ("val_accuracy", "max")),
+        ("rmse", ("val_rmse", "min")),
+        ("mae", ("val_mae", "min")),
+        ("loss", ("val_loss", "min")),
+    ],
+)
+def test_the_chosen_metric_is_monitored(metric: str, target: tuple[str, str]) -> None:
+    stopper = _stopper_after(*early_stopping_target(TrainConfig(early_stopping_metric=metric)), [])
+    assert (stopper.monitor, "max" if stopper.monitor_op == np.greater else "min") == target

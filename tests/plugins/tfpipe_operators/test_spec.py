@@ -186,3 +186,36 @@ def test_the_sql_text_names_its_file_without_moving_a_line(ctr_spec_path: Path) 
     assert spec.scoring_sql.endswith(text)
     assert spec.scoring_sql.count("\n") == text.count("\n")
     assert str(ctr_spec_path.parent / "score.sql") in spec.scoring_sql.splitlines()[0]
+
+
+def test_early_stopping_metric_defaults_to_the_eval_loss_and_must_fit_the_task(spec_dir: Path) -> None:
+    spec = load_spec(spec_dir / "pipeline.yaml")
+    assert resolve_config(spec, environ={}).train.early_stopping_metric == "loss"
+    assert (
+        resolve_config(spec, overrides={"train.early_stopping_metric": "auc"}, environ={}).train.early_stopping_metric
+        == "auc"
+    )
+    path = _edit(spec_dir, train={"early_stopping_metric": "rmse"})
+    with pytest.raises(
+        SpecError,
+        match=r"pipeline\.yaml: train\.early_stopping_metric: 'rmse' is not an eval metric of task binary; "
+        r"use one of loss, auc, accuracy$",
+    ):
+        load_spec(path)
+    multiclass = _edit(
+        spec_dir,
+        label={"column": "clicked", "task": "multiclass", "num_classes": 3},
+        train={},
+        gate={"metric": "accuracy"},
+    )
+    with pytest.raises(
+        SpecError,
+        match=r"^--set train\.early_stopping_metric: 'auc' is not an eval metric of task "
+        r"multiclass; use one of loss, accuracy$",
+    ):
+        resolve_config(
+            load_spec(multiclass),
+            overrides={"train.early_stopping_metric": "auc"},
+            overrides_source="--set",
+            environ={},
+        )
