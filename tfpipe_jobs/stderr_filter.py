@@ -16,6 +16,8 @@ the last of them closes the pipe.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import glob
 import os
 import re
@@ -60,9 +62,22 @@ def install() -> subprocess.Popen[bytes] | None:
     # The filter writes to the stderr this process was given; it is the pipe's only reader.
     process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, close_fds=True)
     assert process.stdin is not None
+    original = os.dup(2)
     os.dup2(process.stdin.fileno(), 2)
     process.stdin.close()  # fd 2 now holds the write end; the filter ends when every copy is closed
+    atexit.register(drain, process, original)
     return process
+
+
+def drain(process: subprocess.Popen[bytes], original: int, timeout: float = 5.0) -> None:
+    """At exit (after Python printed any traceback): give fd 2 back and wait for the filter
+    to pass the last lines, since a pod stops every process when its main one ends."""
+    sys.stderr.flush()
+    os.dup2(original, 2)  # closes this process's write end of the pipe
+    os.close(original)
+    # A worker still holding the pipe past the timeout: the filter goes on serving it.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout)
 
 
 def main() -> int:

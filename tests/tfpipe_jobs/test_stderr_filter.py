@@ -58,3 +58,14 @@ def test_the_same_run_without_the_filter_prints_the_line(ctr_run, tmp_path: Path
     unfiltered = [sys.executable, "-c", "import sys; from tfpipe_jobs import cli; sys.exit(cli.main(sys.argv[1:]))"]
     stderr = _score(ctr_run, tmp_path, unfiltered)
     assert "failed call to cuInit" in stderr
+
+
+def test_a_failing_jobs_traceback_still_reaches_stderr(ctr_warehouse, tmp_path: Path) -> None:
+    """Python prints an uncaught error as the process ends: the filter passes it before it exits."""
+    job = str(Path(sys.executable).parent / "tfpipe-job")
+    argv = [job, *ctr_warehouse.args("score", artifacts=str(tmp_path / "empty"))]
+    run = subprocess.run(argv, capture_output=True, timeout=600, cwd=tmp_path)
+    stderr = run.stderr.decode()
+    assert run.returncode == 1
+    assert stderr.splitlines()[-1].startswith("tfpipe_jobs.registry.NoBlessedModelError: no model of pipeline 'ctr'")
+    assert "Traceback (most recent call last):" in stderr
