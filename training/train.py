@@ -228,8 +228,8 @@ def early_stopping_target(cfg: TrainConfig) -> tuple[str, str]:
     """The Keras eval metric training stops on (`train.early_stopping_metric`) and its direction.
 
     The default is the eval loss, not the gate's metric: accuracy moves in steps and can tie
-    between epochs while the loss still falls (a multiclass model stopped at an eval loss of
-    0.745 that reached 0.435 when it went on).
+    between epochs while the loss still falls, which stopped multiclass models that were
+    still improving.
     """
     metric = cfg.early_stopping_metric
     return f"val_{metric}", "max" if metric in HIGHER_IS_BETTER else "min"
