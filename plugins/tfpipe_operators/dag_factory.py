@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from tfpipe_operators import callbacks
 from tfpipe_operators.profiles import Profile, load_profile
 from tfpipe_operators.registry_dag import build_registry_dag
 from tfpipe_operators.spec import (
+    EARLY_STOPPING_METRICS,
     STAGES,
     PipelineSpec,
     SpecError,
@@ -115,7 +116,7 @@ def _sentence(text: str) -> str:
 
 
 def _form_schema(
-    key: str, schema: Mapping[str, Any], allowed: set[str] | None = None
+    key: str, schema: Mapping[str, Any], allowed: Sequence[str] | None = None
 ) -> tuple[dict[str, Any], list[str], list[str]]:
     """A stage field's JSON schema in the keywords the form enforces, what only the API checks,
     and the exclusive bounds in words (the form's number field shows neither).
@@ -131,8 +132,8 @@ def _form_schema(
             rest.update(option)
     json_type = rest.pop("type")
     out: dict[str, Any] = {"type": [json_type, "null"]}
-    if "enum" in rest:
-        values = [v for v in rest.pop("enum") if allowed is None or v in allowed]
+    if "enum" in rest or allowed is not None:  # a plain string the task limits becomes a dropdown too
+        values = [v for v in rest.pop("enum", allowed) if allowed is None or v in allowed]
         out["enum"] = [*values, None]
         out["values_display"] = {"null": "(empty: the spec's value)"}
     exclusive: list[str] = []
@@ -207,6 +208,15 @@ def run_params(params: Mapping[str, Any], spec_values: Mapping[str, Any] | None 
     return json.dumps(out, sort_keys=True)
 
 
+def _allowed_values(spec: PipelineSpec, key: str) -> list[str] | None:
+    """The values a key takes for this spec's task, where the config check limits them by task."""
+    if key == "gate.metric":
+        return sorted(gate_metrics(spec))
+    if key == "train.early_stopping_metric":
+        return list(EARLY_STOPPING_METRICS[spec.label.task.value])
+    return None
+
+
 def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
     """Params (JSON schema) for the trigger form: the variant and every overridable key.
 
@@ -233,7 +243,7 @@ def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
     for key in spec.overridable:
         stage, _, name = key.partition(".")
         field = STAGES[stage].model_json_schema()["properties"][name]
-        allowed = set(gate_metrics(spec)) if key == "gate.metric" else None
+        allowed = _allowed_values(spec, key)
         schema, server_only, exclusive = _form_schema(key, field, allowed)
         value = defaults[param_name(key)]
         text = [_sentence(field["description"]) if field.get("description") else ""]

@@ -155,6 +155,7 @@ def test_trigger_with_params_then_backfill(airflow: LocalAirflow) -> None:
         assert ti["hostname"], task_id  # run by a worker, not in-process
     train_log = airflow.task_log("ctr_daily", triggered, "train")
     assert "tfpipe-job train" in train_log and "epoch" in train_log.lower(), train_log[-3000:]
+    assert "failed call to cuInit" not in train_log  # CPU runs carry no CUDA error lines
     score_log = airflow.task_log("ctr_daily", triggered, "publish_scores")
     assert "ctr_scores" in score_log, score_log[-3000:]
     # The train task's TensorBoard link is an http link to the local TensorBoard, which answers.

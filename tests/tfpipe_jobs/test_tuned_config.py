@@ -11,8 +11,8 @@ import pytest
 
 from tfpipe_jobs import artifacts, tuned_config
 from tfpipe_jobs.artifacts import RunPaths
-from tfpipe_jobs.tuned_config import kept_epoch
 from tfpipe_jobs.context import JobContext
+from tfpipe_jobs.tuned_config import kept_epoch
 from tfpipe_operators.spec import load_spec, resolve_config
 from tfpipe_operators.warehouse import open_warehouse
 
