@@ -179,20 +179,33 @@ def read_vocabularies(saved_model_dir: str, spec: PipelineSpec) -> dict[str, pa.
     }
 
 
+ROWS_MISSING_OR_UNSEEN = "rows_missing_or_unseen"
+
+
 def missing_and_unseen(typed: dict[str, pa.Array], vocabularies: dict[str, pa.Array]) -> dict[str, int]:
     """How many values of a batch are NULL (`missing_<feature>`) or outside the vocabulary
-    (`unseen_<feature>`). Those rows still get a score (the model's missing-value fill and
-    OOV buckets); the counts go to the job's counters and the log."""
+    (`unseen_<feature>`), and how many rows have at least one such value
+    (`rows_missing_or_unseen`: what the prediction gate limits). Those rows still get a
+    score (the model's missing-value fill and OOV buckets); the counts go to the job's
+    counters, the log and summary.json."""
     counts: dict[str, int] = {}
+    flagged: pa.Array | None = None  # rows with a NULL or unseen value so far
     for name, column in typed.items():
+        bad = None
         if column.null_count:
             counts[f"missing_{name}"] = column.null_count
+            bad = column.is_null()
         vocabulary = vocabularies.get(name)
         if vocabulary is not None:
-            known = pc.is_in(column, value_set=vocabulary)
+            known = pc.is_in(column, value_set=vocabulary)  # False for NULL too
             unseen = len(column) - column.null_count - int(pc.sum(known).as_py() or 0)
             if unseen:
                 counts[f"unseen_{name}"] = unseen
+                bad = pc.invert(known)
+        if bad is not None:
+            flagged = bad if flagged is None else pc.or_(flagged, bad)
+    if flagged is not None:
+        counts[ROWS_MISSING_OR_UNSEEN] = int(pc.sum(flagged).as_py() or 0)
     return counts
 
 
@@ -562,8 +575,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 f"nothing was scored and the {spec.scoring.table} partition is left as it is. Check that the "
                 "day's data has arrived; if the day really is empty, rerun with score.allow_fewer_rows=true"
             )
+        quality = {k: v for k, v in counts.items() if k.startswith(("missing_", "unseen_"))}
         summary = {
             "rows": scored,
+            # read by the prediction gate in publish_scores
+            ROWS_MISSING_OR_UNSEEN: counts.get(ROWS_MISSING_OR_UNSEEN, 0),
+            "missing_or_unseen": quality,
             "model_version": version,
             "table": spec.scoring.table,
             # what publish_scores ranks by when the spec keeps only the top k per group
@@ -581,5 +598,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
     # runs one more full collection over everything TensorFlow and Beam built (measured
     # about 4 s on this machine, a tenth of a 10M-row run).
     gc.freeze()
-    quality = {k: v for k, v in counts.items() if k.startswith(("missing_", "unseen_"))}
-    return {"scores": ctx.paths.scores, "rows": scored, "model_version": version, **quality}
+    return {
+        "scores": ctx.paths.scores,
+        "rows": scored,
+        "model_version": version,
+        ROWS_MISSING_OR_UNSEEN: summary[ROWS_MISSING_OR_UNSEEN],
+        **quality,
+    }

@@ -123,7 +123,9 @@ class CtrRun:
         day = pa.array([date.fromisoformat(ds)] * rows, part.schema.field("ds").type)
         pq.write_table(part.set_column(part.schema.get_field_index("ds"), "ds", day), folder / "part-00000.parquet")
         summary = json.loads((self.day() / "scores" / "summary.json").read_text())
-        (folder / "summary.json").write_text(json.dumps({**summary, "rows": rows}))
+        # the count of rows with a NULL or unseen feature, in proportion to the rows kept
+        flagged = round(summary["rows_missing_or_unseen"] * rows / max(summary["rows"], 1))
+        (folder / "summary.json").write_text(json.dumps({**summary, "rows": rows, "rows_missing_or_unseen": flagged}))
         (folder / "_SUCCESS").write_text("")
 
     def duckdb(self, read_only: bool = True):

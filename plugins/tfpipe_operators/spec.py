@@ -118,6 +118,39 @@ class ScoreConfig(_Stage):
     allow_fewer_rows: bool = Field(
         default=False, description="publish an empty or shrunken partition anyway (a day that really is empty)"
     )
+    # The prediction gate (tfpipe_jobs/prediction_gate.py): publish_scores refuses scores
+    # beyond one of these and keeps the previous partition, unless the run overrides it.
+    max_score_psi: float = Field(
+        default=0.25,
+        ge=0,
+        description="largest population stability index of the scores (binary, regression) vs the previous "
+        "published partition, over that partition's quantile buckets",
+    )
+    psi_buckets: int = Field(
+        default=10, ge=2, le=100, description="quantile buckets of the previous partition the PSI is computed over"
+    )
+    max_class_share_change: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="largest change of a predicted class's share of the rows vs the previous published "
+        "partition (multiclass; the L-infinity distance of the class frequencies)",
+    )
+    max_missing_or_unseen_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="largest share of rows scored with a NULL feature or a value outside the vocabulary",
+    )
+    min_score_std: float = Field(
+        default=1e-6,
+        ge=0,
+        description="smallest standard deviation of the scores (multiclass: the largest of the classes' "
+        "probabilities'); below it every row got about the same score",
+    )
+    override_prediction_gate: bool = Field(
+        default=False, description="publish scores the prediction gate refuses (the override is recorded)"
+    )
 
 
 class ExportConfig(_Stage):

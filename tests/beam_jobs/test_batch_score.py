@@ -138,7 +138,8 @@ def test_missing_and_unseen_counts_nulls_and_tokens_outside_the_vocabulary() -> 
         "user_age": pa.array([1.0, None, None, 3.0, 4.0], pa.float32()),
     }
     counts = missing_and_unseen(typed, {"user_id": pa.array([b"u1", b"u2"], pa.binary())})
-    assert counts == {"missing_user_id": 1, "unseen_user_id": 2, "missing_user_age": 2}
+    # rows 2, 3 and 5 have a NULL or unseen value (row 3 both): the share the prediction gate limits
+    assert counts == {"missing_user_id": 1, "unseen_user_id": 2, "missing_user_age": 2, "rows_missing_or_unseen": 3}
     assert missing_and_unseen({"user_id": typed["user_id"].slice(0, 1)}, {"user_id": pa.array([b"u1"])}) == {}
 
 

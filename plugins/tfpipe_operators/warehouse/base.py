@@ -132,6 +132,10 @@ class Warehouse(ABC):
         """Rows of `table` whose `column` equals `ds`; 0 when the table does not exist yet."""
 
     @abstractmethod
+    def has_table(self, table: str) -> bool:
+        """Whether `table` (or a view of that name) exists: a score table's first day has none before it."""
+
+    @abstractmethod
     def hash_shard_sql(self, bigquery_sql: str, keys: list[str], shard_param: str, shards_param: str) -> str:
         """The query restricted to one hash range of its key columns (`@<shard_param>` of
         `@<shards_param>`), so several workers each read a disjoint part of the rows."""

@@ -157,6 +157,15 @@ class BigQueryWarehouse(Warehouse):
             return 0
         return int(next(iter(rows))["n"])
 
+    def has_table(self, table: str) -> bool:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.client().get_table(self.table_id(table))
+        except NotFound:
+            return False
+        return True
+
     def hash_shard_sql(self, bigquery_sql: str, keys: list[str], shard_param: str, shards_param: str) -> str:
         body = bigquery_sql.strip().rstrip(";")
         # IFNULL: a NULL key must still land in one range, not vanish from every one.

@@ -128,6 +128,15 @@ class DuckDBWarehouse(Warehouse):
             con.close()
         return int(row[0]) if row else 0
 
+    def has_table(self, table: str) -> bool:
+        con = self.connect(read_only=True)
+        try:
+            row = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = $t", {"t": table})
+            found = row.fetchone()
+        finally:
+            con.close()
+        return bool(found and found[0])
+
     def hash_shard_sql(self, bigquery_sql: str, keys: list[str], shard_param: str, shards_param: str) -> str:
         body = bigquery_sql.strip().rstrip(";")
         columns = ", ".join(f"`{k}`" for k in keys)

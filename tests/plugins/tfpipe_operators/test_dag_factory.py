@@ -73,8 +73,10 @@ def test_trigger_params_follow_the_spec(ctr_spec_path: Path) -> None:
         "train_batch_size",
         "train_learning_rate",
         "score_allow_fewer_rows",
+        "score_override_prediction_gate",
     }
     assert params["score_allow_fewer_rows"].schema["type"] == ["boolean", "null"]
+    assert params["score_override_prediction_gate"].schema["type"] == ["boolean", "null"]
     epochs = params["train_epochs"].schema
     assert epochs["type"] == ["integer", "null"] and epochs["minimum"] == 1
     with pytest.raises(Exception, match="0 is less than the minimum of 1"):

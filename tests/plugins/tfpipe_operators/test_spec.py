@@ -219,3 +219,47 @@ def test_early_stopping_metric_defaults_to_the_eval_loss_and_must_fit_the_task(s
             overrides_source="--set",
             environ={},
         )
+
+
+def test_prediction_gate_thresholds_default_and_are_checked_by_key(spec_dir: Path) -> None:
+    """The gate's thresholds have defaults; a bad one names its key and where it was set."""
+    spec = load_spec(spec_dir / "pipeline.yaml")
+    score = resolve_config(spec, environ={}).score
+    assert (score.max_score_psi, score.psi_buckets, score.max_class_share_change) == (0.25, 10, 0.2)
+    assert (score.max_missing_or_unseen_share, score.min_score_std, score.override_prediction_gate) == (
+        0.5,
+        1e-6,
+        False,
+    )
+    path = _edit(spec_dir, score={"max_score_psi": -0.1})
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == f"{path}: score.max_score_psi: Input should be greater than or equal to 0 (got -0.1)"
+    spec = load_spec(_edit(spec_dir, score={"psi_buckets": 20}))
+    assert resolve_config(spec, environ={}).score.psi_buckets == 20
+    cases = [
+        (
+            {"environ": {"TFPIPE_SCORE_MAX_MISSING_OR_UNSEEN_SHARE": "1.5"}},
+            "environment variable TFPIPE_SCORE_MAX_MISSING_OR_UNSEEN_SHARE (score.max_missing_or_unseen_share): "
+            "Input should be less than or equal to 1 (got 1.5)",
+        ),
+        (
+            {"run_params": {"score.psi_buckets": 1}},
+            "run param score_psi_buckets (score.psi_buckets): Input should be greater than or equal to 2 (got 1)",
+        ),
+        (
+            {"overrides": {"score.max_class_share_change": 2}, "overrides_source": "--set"},
+            "--set score.max_class_share_change: Input should be less than or equal to 1 (got 2)",
+        ),
+        (
+            {"run_params": {"score.override_prediction_gate": "perhaps"}},
+            "run param score_override_prediction_gate (score.override_prediction_gate): Input should be a valid "
+            "boolean, unable to interpret input (got 'perhaps')",
+        ),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(SpecError) as err:
+            resolve_config(spec, **{"environ": {}, **kwargs})  # type: ignore[arg-type]
+        assert str(err.value) == message, kwargs
+    overridden = resolve_config(spec, environ={}, run_params={"score.override_prediction_gate": True})
+    assert overridden.score.override_prediction_gate is True

@@ -52,6 +52,16 @@ def test_batches_stream_in_bounded_chunks(tmp_path: Path) -> None:
     assert schema.names == ["i", "s"]
 
 
+def test_has_table_sees_tables_and_views_only_by_their_name(tmp_path: Path) -> None:
+    path = tmp_path / "wh.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE ctr_scores (ds DATE)")
+        con.execute("CREATE VIEW ctr_scores_latest AS SELECT * FROM ctr_scores")
+    wh = open_warehouse(f"duckdb://{path}")
+    assert wh.has_table("ctr_scores") and wh.has_table("ctr_scores_latest")
+    assert not wh.has_table("ctr_score") and not wh.has_table("' OR 1=1 --")
+
+
 def test_a_missing_duckdb_file_is_refused_and_never_created(tmp_path: Path) -> None:
     # A typo in the file name (its folder exists): a writer must not create an empty warehouse.
     for missing in (tmp_path / "warehuose.duckdb", tmp_path / "typo" / "warehouse.duckdb"):
