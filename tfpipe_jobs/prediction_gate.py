@@ -199,10 +199,22 @@ def psi(new_counts: np.ndarray, ref_counts: np.ndarray) -> float:
     return float(np.sum((new - ref) * np.log(new / ref)))
 
 
+class DamagedScoresError(RuntimeError):
+    """A scores file cannot be read: batch_score has to write the day again."""
+
+
 def _score_batches(scores_dir: str, columns: list[str]) -> Any:
+    import pyarrow as pa
+
     for path in artifacts.glob(artifacts.join(scores_dir, "*.parquet")):
         with artifacts.open_binary(path) as f:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=65_536, columns=columns)
+            try:
+                yield from pq.ParquetFile(f).iter_batches(batch_size=65_536, columns=columns)
+            except (pa.ArrowException, OSError) as exc:
+                raise DamagedScoresError(
+                    f"{path} is not a readable Parquet file of scores ({exc}); nothing was published. "
+                    "Rerun batch_score for this ds"
+                ) from exc
 
 
 def evaluate(ctx: JobContext, scores_dir: str, summary: dict[str, Any]) -> GateReport:

@@ -78,7 +78,8 @@ STEP_DOCS = {
     "publish_model": "Blesses the new model in `registry/blessed.json`. Skipped when the gate refused it or a "
     "model from a newer day is blessed.",
     "batch_score": "Scores every row of the scoring query with the blessed model into `<ds>/scores/`.",
-    "publish_scores": "Replaces the day's partition of the score table and updates the latest view.",
+    "publish_scores": "Checks the day's scores (prediction gate: shift vs the previous partition, NULL/unseen "
+    "features, identical scores), then replaces the day's partition of the score table and updates the latest view.",
     "select_trial": "Picks the trial with the best eval metric and records it (and the trial table) as the "
     "pipeline's tuned config, which the daily runs use from then on.",
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date
 from pathlib import Path
@@ -97,6 +98,18 @@ def test_null_and_unseen_features_are_scored_and_counted(ctr_run) -> None:
     result = ctr_run.results["score"]
     assert missing_age > 0 and result["missing_user_age"] == missing_age
     assert result.get("unseen_user_id", 0) == unseen
+    # summary.json counts the rows with at least one NULL or unseen value (the prediction gate's share)
+    assets = ctr_run.day() / "serving" / "saved_model" / "assets"
+    flagged = np.zeros(scoring.num_rows, dtype=bool)
+    for feature in spec.raw_features:
+        column = scoring.column(feature.name).combine_chunks()
+        flagged |= np.asarray(column.is_null())
+        if feature.kind.value == "vocabulary":
+            known = set(read_vocabulary(str(assets / f"vocab_{feature.name}")).to_pylist())
+            flagged |= np.array([v is not None and str(v).encode() not in known for v in column.to_pylist()])
+    summary = json.loads((ctr_run.day() / "scores" / "summary.json").read_text())
+    assert 0 < summary["rows_missing_or_unseen"] == int(flagged.sum()) == result["rows_missing_or_unseen"]
+    assert summary["missing_or_unseen"]["missing_user_age"] == missing_age
     # ... and every one of those rows still has a probability
     table = _partition(ctr_run)
     assert np.isfinite(table["probability"]).all() and len(table["probability"]) == scoring.num_rows
@@ -184,7 +197,7 @@ def test_constant_column_has_the_type_and_length() -> None:
 def test_latest_view_switches_only_to_a_complete_partition(ctr_run) -> None:
     """A newer day whose publish fails leaves the table and the view exactly as they were."""
 
-    import duckdb
+    from tfpipe_jobs.prediction_gate import DamagedScoresError
 
     newer = "2026-11-22"
     staged = ctr_run.day(newer) / "scores"
@@ -193,10 +206,10 @@ def test_latest_view_switches_only_to_a_complete_partition(ctr_run) -> None:
         # 1. The files hold rows of another day: the partition count check fails -> rolled back.
         with pytest.raises(PartitionCountError, match="holds 0 rows"):
             ctr_run.run("publish-scores", ds=newer)
-        # 2. A damaged file: the insert itself fails -> rolled back.
+        # 2. A damaged file: the prediction gate reads every file first and refuses, naming it.
         part = sorted(staged.glob("*.parquet"))[0]
         part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
-        with pytest.raises(duckdb.Error):
+        with pytest.raises(DamagedScoresError, match=rf"{part.name} is not a readable Parquet file"):
             ctr_run.run("publish-scores", ds=newer)
         with ctr_run.duckdb() as con:
             assert con.execute("SELECT DISTINCT ds FROM ctr_scores_latest").fetchall() == [(DS,)]

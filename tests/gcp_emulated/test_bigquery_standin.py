@@ -256,3 +256,40 @@ def test_limit_a_parameter_name_in_a_comment_breaks_the_query(client_process: Cl
     )
     assert result["unused_parameter"] == "2026-11-21"
     assert "Parameter argument/count mismatch" in result["in_comment"]
+
+
+def test_the_prediction_gates_queries_on_a_score_table(client_process: Client, gcp_standins: Any) -> None:
+    """has_table, the previous partition and its NTILE quantile buckets, through the product's warehouse."""
+    result = run(
+        client_process,
+        gcp_standins,
+        "gate_scores",
+        """
+        from datetime import date
+        from types import SimpleNamespace
+
+        from tfpipe_jobs import prediction_gate
+        from tfpipe_operators.warehouse import open_warehouse
+
+        scores = bigquery.Table(f"{dataset}.gate_scores", schema=[
+            bigquery.SchemaField("ds", "DATE"), bigquery.SchemaField("probability", "FLOAT64"),
+        ])
+        client.create_table(scores)
+        values = ", ".join(f"(DATE '2026-11-20', {i / 100})" for i in range(100))
+        client.query(f"INSERT INTO `{dataset}.gate_scores` (ds, probability) VALUES {values}").result()
+        wh = open_warehouse(f"bigquery://{PARAMS['project']}/{PARAMS['dataset']}")
+        ctx = SimpleNamespace(warehouse=wh, ds=date(2026, 11, 21), spec=SimpleNamespace(
+            scoring=SimpleNamespace(table="gate_scores")))
+        ref = prediction_gate.reference_partition(ctx)
+        edges, counts = prediction_gate.reference_buckets(ctx, "probability", ref[0], 4)
+        print(json.dumps({
+            "has": [wh.has_table("gate_scores"), wh.has_table("no_such_scores")],
+            "ref": [ref[0].isoformat(), ref[1]],
+            "edges": edges.tolist(),
+            "counts": counts.tolist(),
+        }))
+        """,
+    )
+    assert result["has"] == [True, False]
+    assert result["ref"] == ["2026-11-20", 100]
+    assert result["edges"] == [0.24, 0.49, 0.74] and result["counts"] == [25, 25, 25, 25]

@@ -57,7 +57,7 @@ def band_run(ctr_warehouse, tmp_path_factory: pytest.TempPathFactory):
     assert step("train", DAY2, *weak)["exit_code"] == 0
     assert step("export", DAY2)["exit_code"] == 0
     assert step("evaluate", DAY2)["exit_code"] == 0
-    return {"root": Path(root) / "price_band", "results": results}
+    return {"root": Path(root) / "price_band", "results": results, "spec": spec}
 
 
 def _evaluation(band_run: dict, ds: str) -> dict:
@@ -149,3 +149,47 @@ def test_multiclass_metrics() -> None:
     assert metrics.macro_auc(np.array([0, 0, 1]), np.array([[0.4, 0.6], [0.6, 0.4], [0.5, 0.5]])) == 0.5
     with pytest.raises(ValueError, match=r"macro AUC needs at least two classes in the labels; got \[1\]"):
         metrics.macro_auc(np.array([1, 1]), probs[:2])
+
+
+def test_the_prediction_gate_compares_predicted_class_shares(band_run: dict, ctr_warehouse, tmp_path: Path) -> None:
+    """Both days scored by the day-1 model and published: the shares of the predicted classes
+    barely move; day 2 rewritten to predict one class everywhere is refused, naming the class."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tfpipe_jobs.prediction_gate import PredictionGateError
+
+    run = type(ctr_warehouse)(tmp_path)
+    shutil.copy(ctr_warehouse.warehouse.removeprefix("duckdb://"), run.warehouse.removeprefix("duckdb://"))
+    where = {"spec": band_run["spec"], "artifacts": str(band_run["root"].parent)}
+    gates = {}
+    for ds in (DAY1, DAY2):
+        run.run("score", ds=ds, **where)
+        gates[ds] = run.run("publish-scores", ds=ds, **where)["prediction_gate"]
+    assert gates[DAY1]["reference_ds"] is None and "class_share_change" not in gates[DAY1]["measures"]
+    assert gates[DAY2]["verdict"] == "passed" and gates[DAY2]["reference_ds"] == DAY1
+
+    def shares(ds: str) -> dict[int, float]:
+        with run.duckdb() as con:
+            rows = con.execute(
+                "SELECT class_id, COUNT(*) FROM price_band_scores WHERE ds = $ds GROUP BY class_id", {"ds": ds}
+            ).fetchall()
+        total = sum(n for _, n in rows)
+        return {int(c): n / total for c, n in rows}
+
+    day1, day2 = shares(DAY1), shares(DAY2)
+    expected = max(abs(day1.get(c, 0) - day2.get(c, 0)) for c in set(day1) | set(day2))
+    assert gates[DAY2]["measures"]["class_share_change"] == pytest.approx(expected) and expected < 0.2
+
+    rarest = min(day1, key=lambda c: day1[c])
+    for part in sorted((band_run["root"] / DAY2 / "scores").glob("*.parquet")):
+        table = pq.read_table(part)
+        ids = pa.array([rarest] * table.num_rows, table.schema.field("class_id").type)
+        pq.write_table(table.set_column(table.schema.get_field_index("class_id"), "class_id", ids), part)
+    with pytest.raises(
+        PredictionGateError,
+        match=r"class_share_change \S+ is above score.max_class_share_change 0.2 "
+        rf"\(class {rarest}: 1.0000 of the rows vs",
+    ):
+        run.run("publish-scores", ds=DAY2, **where)
+    assert shares(DAY2) == day2  # the published day 2 stays as it was
