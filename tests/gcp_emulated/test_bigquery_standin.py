@@ -263,7 +263,7 @@ def test_the_prediction_gates_queries_on_a_score_table(client_process: Client, g
     result = run(
         client_process,
         gcp_standins,
-        "gate_scores",
+        "gate_events",
         """
         from datetime import date
         from types import SimpleNamespace
