@@ -313,11 +313,6 @@ def read_bytes(path: str) -> bytes:
         return bytes(f.read())
 
 
-def open_binary(path: str) -> Any:
-    """A file opened for reading bytes (local or gs://), e.g. for pyarrow.parquet."""
-    return _gfile(path).GFile(path, "rb")
-
-
 def write_json(path: str, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -207,14 +207,16 @@ def _score_batches(scores_dir: str, columns: list[str]) -> Any:
     import pyarrow as pa
 
     for path in artifacts.glob(artifacts.join(scores_dir, "*.parquet")):
-        with artifacts.open_binary(path) as f:
-            try:
-                yield from pq.ParquetFile(f).iter_batches(batch_size=65_536, columns=columns)
-            except (pa.ArrowException, OSError) as exc:
-                raise DamagedScoresError(
-                    f"{path} is not a readable Parquet file of scores ({exc}); nothing was published. "
-                    "Rerun batch_score for this ds"
-                ) from exc
+        # A local file is streamed; one on an object store is read whole (one file at a time):
+        # tf.io.gfile's file objects lack what pyarrow's reader asks of a Python file.
+        source: Any = path if "://" not in path else pa.BufferReader(artifacts.read_bytes(path))
+        try:
+            yield from pq.ParquetFile(source).iter_batches(batch_size=65_536, columns=columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise DamagedScoresError(
+                f"{path} is not a readable Parquet file of scores ({exc}); nothing was published. "
+                "Rerun batch_score for this ds"
+            ) from exc
 
 
 def evaluate(ctx: JobContext, scores_dir: str, summary: dict[str, Any]) -> GateReport:
