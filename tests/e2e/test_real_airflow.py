@@ -23,6 +23,8 @@ import duckdb
 import httpx
 import pytest
 
+from tfpipe_operators.dag_factory import STEPS
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 from local_airflow import LocalAirflow  # noqa: E402  (a script, not a package)
@@ -31,16 +33,7 @@ pytestmark = pytest.mark.e2e
 DS = date(2026, 11, 21)
 BACKFILL = [DS - timedelta(days=3), DS - timedelta(days=2), DS - timedelta(days=1)]
 RUN_TIMEOUT = 900
-STEPS = [
-    "wait_for_source",
-    "extract_transform",
-    "train",
-    "export_serving_model",
-    "evaluate_gate",
-    "publish_model",
-    "batch_score",
-    "publish_scores",
-]
+TASKS = ["wait_for_source", *STEPS]  # the daily DAG's task ids, in chain order
 
 
 def _free_port() -> int:
@@ -146,7 +139,7 @@ def test_trigger_with_params_then_backfill(airflow: LocalAirflow) -> None:
     # What a user's first click finds: every task ran on the scheduler, has a log, and took the
     # time it took (not the days since its logical date).
     tis = {t["task_id"]: t for t in airflow.task_instances("ctr_daily", triggered)}
-    assert sorted(tis) == sorted(STEPS)
+    assert sorted(tis) == sorted(TASKS)
     wall = (date.fromisoformat(run["end_date"][:10]) - date.fromisoformat(run["start_date"][:10])).days
     assert wall <= 1
     for task_id, ti in tis.items():
