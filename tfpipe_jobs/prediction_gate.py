@@ -162,6 +162,13 @@ def reference_partition(ctx: JobContext) -> tuple[date, int] | None:
     return (found if isinstance(found, date) else date.fromisoformat(str(found))), int(rows[0]["n"])
 
 
+def reference_models(ctx: JobContext, ref: date) -> list[str]:
+    """The model versions that scored the reference partition."""
+    table = _quote(ctx.spec.scoring.table)
+    sql = f"SELECT DISTINCT model_version FROM {table} WHERE ds = @ds ORDER BY model_version"
+    return [str(r["model_version"]) for r in ctx.warehouse.table(sql, {"ds": ref}).to_pylist()]
+
+
 def reference_buckets(ctx: JobContext, column: str, ref: date, buckets: int) -> tuple[np.ndarray, np.ndarray]:
     """The reference partition's quantile edges (inner, ascending, unique) and its row count per bucket.
 
@@ -245,6 +252,18 @@ def evaluate(ctx: JobContext, scores_dir: str, summary: dict[str, Any]) -> GateR
             "scoring.top_k: the published partition holds only the best rows per group, so the distribution "
             "of every row scored is not compared with it (the other measures still apply)"
         )
+    else:
+        previous = reference_models(ctx, found[0])
+        current = str(summary.get("model_version") or "")
+        if current and previous and previous != [current]:
+            # A newly blessed model scores differently by design; evaluate_gate judged it on held-out
+            # data. Day-over-day shift is a check of the data and the pipeline under one model.
+            report.notes.append(
+                f"scored by model {current}, ds={found[0]} by {', '.join(previous)}: a model change moves the "
+                "distribution by design (evaluate_gate judged the new model), so it is not compared "
+                "(the other measures still apply)"
+            )
+            found = None
 
     moments = _Moments()
     if task is Task.MULTICLASS:

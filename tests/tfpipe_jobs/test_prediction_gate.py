@@ -165,3 +165,24 @@ def test_a_rerun_is_compared_with_the_day_before_not_itself(ctr_run, copied) -> 
     ctr_run.write_scores(Path(copied.artifacts), DS, 500)
     gate = copied.run("publish-scores")["prediction_gate"]
     assert gate["reference_ds"] is None and gate["verdict"] == "passed"
+
+
+def test_a_new_model_is_not_compared_with_the_old_models_day(ctr_run, copied) -> None:
+    """A newly blessed model scores differently by design (evaluate_gate judged it): the day's
+    shift is noted, not refused; the other measures still apply."""
+    _scores(ctr_run, copied, NEXT, lambda p: np.clip(p * 2, 0, 1))  # refused under the same model
+    scores = Path(copied.artifacts) / "ctr" / NEXT / "scores"
+    summary = json.loads((scores / "summary.json").read_text())
+    summary["model_version"] = f"{NEXT}-0123456789abcdef"
+    (scores / "summary.json").write_text(json.dumps(summary))
+    part = scores / "part-00000.parquet"
+    table = pq.read_table(part)
+    index = table.schema.get_field_index("model_version")
+    new_version = pa.array([summary["model_version"]] * table.num_rows, pa.string())
+    pq.write_table(table.set_column(index, "model_version", new_version), part)
+    assert copied.run("publish-scores", ds=NEXT)["exit_code"] == 0
+    report = _report(copied, NEXT)
+    assert report["verdict"] == "passed" and "score_psi" not in _measures(report)
+    assert any("a model change moves the distribution" in note for note in report["notes"]), report["notes"]
+    assert _measures(report)["score_std"]["passed"]
+    assert _state(copied)[-1] == ("latest", NEXT)
