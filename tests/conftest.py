@@ -134,6 +134,38 @@ class CtrRun:
         return duckdb.connect(self.warehouse.removeprefix("duckdb://"), read_only=read_only)
 
 
+PRICE_BAND = "CASE WHEN item_price < 15 THEN 'cheap' WHEN item_price < 40 THEN 'mid' ELSE 'premium' END"
+
+
+def _price_band_spec(ctr_spec: str, folder: Path, pipeline: str, label: str, gate: dict[str, object]) -> str:
+    """The sample spec turned into a 3-class one: the item's price band (cheap, mid, premium) as
+    the label, item_price dropped from the features; written to `folder`, its path returned."""
+    import shutil
+
+    import yaml
+
+    ctr_dir = Path(ctr_spec).parent
+    shutil.copytree(ctr_dir, folder)
+    doc = yaml.safe_load((ctr_dir / "pipeline.yaml").read_text())
+    doc["pipeline"] = pipeline
+    doc["label"] = {"column": label, "task": "multiclass", "num_classes": 3}
+    doc["features"] = [f for f in doc["features"] if f["name"] != "item_price"]
+    doc["scoring"]["table"] = f"{pipeline}_scores"
+    doc["gate"] = {"metric": "accuracy", **gate}
+    doc.pop("search_space", None)
+    (folder / "pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    sql = (ctr_dir / "train.sql").read_text()
+    assert "  clicked\n" in sql
+    (folder / "train.sql").write_text(sql.replace("  clicked\n", f"  {PRICE_BAND} AS {label}\n"))
+    return str(folder / "pipeline.yaml")
+
+
+@pytest.fixture(scope="session")
+def price_band_spec():  # type: ignore[no-untyped-def]
+    """Writes the 3-class price-band variant of the sample spec (see `_price_band_spec`)."""
+    return _price_band_spec
+
+
 @pytest.fixture(scope="session")
 def ctr_warehouse(tmp_path_factory: pytest.TempPathFactory) -> CtrRun:
     """Sample data only: 3 days of events up to DS (lookback 2 days reads all of them)."""

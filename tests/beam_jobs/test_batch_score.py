@@ -233,29 +233,17 @@ def test_two_worker_processes_score_the_same_rows(ctr_run) -> None:
 
 # --- multiclass: the score table names its classes ----------------------------------------
 
-BAND_SQL = "  CASE WHEN item_price < 15 THEN 'cheap' WHEN item_price < 40 THEN 'mid' ELSE 'premium' END AS band\n"
 YESTERDAY = date(2026, 11, 20)
 
 
 @pytest.fixture(scope="module")
-def band_scores(ctr_warehouse, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def band_scores(ctr_warehouse, price_band_spec, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A 3-class pipeline (the item's price band) run for real up to publish-scores, into a
     score table that already holds a day written before the class names existed."""
-    import yaml
-
     folder = tmp_path_factory.mktemp("band_spec") / "band"
-    ctr_dir = Path(ctr_warehouse.spec).parent
-    shutil.copytree(ctr_dir, folder)
-    doc = yaml.safe_load((ctr_dir / "pipeline.yaml").read_text())
-    doc["pipeline"] = "band"
-    doc["label"] = {"column": "band", "task": "multiclass", "num_classes": 3}
-    doc["features"] = [f for f in doc["features"] if f["name"] != "item_price"]
-    doc["scoring"]["table"] = "band_scores"
-    doc["gate"] = {"metric": "accuracy", "min_lift_over_baseline": 0.0, "max_regression": 1.0}
-    doc.pop("search_space", None)
-    (folder / "pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    (folder / "train.sql").write_text((ctr_dir / "train.sql").read_text().replace("  clicked\n", BAND_SQL))
-    spec, root = str(folder / "pipeline.yaml"), str(tmp_path_factory.mktemp("band_artifacts"))
+    gate = {"min_lift_over_baseline": 0.0, "max_regression": 1.0}
+    spec = price_band_spec(ctr_warehouse.spec, folder, "band", "band", gate)
+    root = str(tmp_path_factory.mktemp("band_artifacts"))
     results = {}
     for step in ("extract", "train", "export", "evaluate", "publish-model", "score"):
         results[step] = ctr_warehouse.run(step, spec=spec, artifacts=root)

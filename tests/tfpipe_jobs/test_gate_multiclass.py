@@ -14,34 +14,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from tfpipe_jobs import gate, metrics
 
 DAY1, DAY2 = "2026-11-20", "2026-11-21"
 BANDS = ("cheap", "mid", "premium")
-BAND_SQL = "  CASE WHEN item_price < 15 THEN 'cheap' WHEN item_price < 40 THEN 'mid' ELSE 'premium' END AS price_band\n"
+
+
+# The label the price-band spec (tests/conftest.py) trains on, to count the classes by hand.
+PRICE_BAND = "CASE WHEN item_price < 15 THEN 'cheap' WHEN item_price < 40 THEN 'mid' ELSE 'premium' END"
 
 
 @pytest.fixture(scope="module")
-def band_run(ctr_warehouse, tmp_path_factory: pytest.TempPathFactory):
+def band_run(ctr_warehouse, price_band_spec, tmp_path_factory: pytest.TempPathFactory):
     """extract -> train -> export -> evaluate (-> publish) for two days of a multiclass spec."""
     folder = tmp_path_factory.mktemp("price_band") / "price_band"
-    ctr_dir = Path(ctr_warehouse.spec).parent
-    shutil.copytree(ctr_dir, folder)
-    doc = yaml.safe_load((ctr_dir / "pipeline.yaml").read_text())
-    doc["pipeline"] = "price_band"
-    doc["label"] = {"column": "price_band", "task": "multiclass", "num_classes": 3}
-    doc["features"] = [f for f in doc["features"] if f["name"] != "item_price"]
-    doc["scoring"]["table"] = "price_band_scores"
-    doc["gate"] = {"metric": "accuracy", "min_lift_over_baseline": 0.05, "max_regression": 0.02}
-    doc.pop("search_space", None)
-    (folder / "pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    sql = (ctr_dir / "train.sql").read_text()
-    assert "  clicked\n" in sql
-    (folder / "train.sql").write_text(sql.replace("  clicked\n", BAND_SQL))
-
-    spec = str(folder / "pipeline.yaml")
+    gate = {"min_lift_over_baseline": 0.05, "max_regression": 0.02}
+    spec = price_band_spec(ctr_warehouse.spec, folder, "price_band", "price_band", gate)
     root = str(tmp_path_factory.mktemp("band_artifacts"))
     results: dict[str, dict] = {}
 
@@ -101,8 +90,7 @@ def test_eval_labels_match_the_warehouse(band_run: dict, ctr_warehouse) -> None:
         con.executemany("INSERT INTO k VALUES (?)", [[k] for k in keys])
         counts = dict(
             con.execute(
-                "SELECT " + BAND_SQL.strip().removesuffix(" AS price_band") + " AS band, COUNT(*) "
-                "FROM events JOIN k USING (event_id) GROUP BY band"
+                "SELECT " + PRICE_BAND + " AS band, COUNT(*) FROM events JOIN k USING (event_id) GROUP BY band"
             ).fetchall()
         )
     assert {k: v for k, v in evaluation["classes"]["eval_rows_per_class"].items() if v} == counts
