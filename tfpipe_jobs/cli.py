@@ -1,9 +1,10 @@
 """`tfpipe-job`: the command line every heavy step runs through.
 
 The same command runs in a local subprocess, in a Kubernetes pod or as a Dataflow
-launcher. Its last line on stdout is `TFPIPE_RESULT <json>`; the local operator returns
-that as the task's XCom, and in a pod the JSON also goes to `/airflow/xcom/return.json`
-(the cncf-kubernetes sidecar convention). Exit code 99 means "skip this task" (e.g. the
+launcher. Its last line on stdout is `TFPIPE_RESULT <json>`; the same JSON goes to the file
+`$TFPIPE_RESULT_FILE` names (the local operator's XCom, read from there because stdout and
+stderr share one pipe), and in a pod to `/airflow/xcom/return.json` (the cncf-kubernetes
+sidecar convention). Exit code 99 means "skip this task" (e.g. the
 gate refused the model, so there is nothing to publish).
 """
 
@@ -29,6 +30,7 @@ EXIT_SKIP = 99
 EXIT_TERMINATED = 128 + 15  # what a shell reports for a process ended by SIGTERM
 RESULT_PREFIX = "TFPIPE_RESULT "
 XCOM_FILE = "/airflow/xcom/return.json"
+RESULT_FILE_ENV = "TFPIPE_RESULT_FILE"  # where a local launcher wants the result, beside the stdout line
 
 log = logging.getLogger("tfpipe_jobs")
 
@@ -336,9 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def emit_result(result: dict[str, Any]) -> None:
     text = json.dumps(result, sort_keys=True, default=str)
-    if os.path.isdir(os.path.dirname(XCOM_FILE)):
-        Path(XCOM_FILE).write_text(text)
-    print(RESULT_PREFIX + text, flush=True)
+    files = [XCOM_FILE] if os.path.isdir(os.path.dirname(XCOM_FILE)) else []
+    files += [os.environ[RESULT_FILE_ENV]] if os.environ.get(RESULT_FILE_ENV) else []
+    for name in files:
+        staged = Path(f"{name}.partial")
+        staged.write_text(text)
+        staged.replace(name)  # a reader finds the whole result or none
+    # The line in one write: stderr shares the launcher's pipe, and a line written in two
+    # parts (print writes its end separately) can get a log line between them.
+    sys.stdout.write(f"{RESULT_PREFIX}{text}\n")
+    sys.stdout.flush()
 
 
 class Terminated(SystemExit):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -151,3 +152,14 @@ def test_a_day_in_the_future_is_refused_before_any_step_runs(spec_dir: Path, tmp
     with pytest.raises(SystemExit, match=r"^--ds 2999-01-01 is in the future \(today is \d{4}-\d{2}-\d{2}\)"):
         cli.main([*argv, "--artifact-root", str(tmp_path / "artifacts"), "--warehouse", f"duckdb://{warehouse}"])
     assert not (tmp_path / "artifacts").exists() and not warehouse.exists()
+
+
+def test_the_result_goes_to_the_launchers_file_and_out_as_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result_file = tmp_path / "result.json"
+    monkeypatch.setenv(cli.RESULT_FILE_ENV, str(result_file))
+    cli.emit_result({"rows": 500, "table": "ctr_scores"})
+    assert json.loads(result_file.read_text()) == {"rows": 500, "table": "ctr_scores"}
+    assert not list(tmp_path.glob("*.partial"))
+    assert capsys.readouterr().out == 'TFPIPE_RESULT {"rows": 500, "table": "ctr_scores"}\n'

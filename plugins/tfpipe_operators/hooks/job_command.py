@@ -1,7 +1,10 @@
-"""Runs a `tfpipe-job` command as a local subprocess and reads its result line.
+"""Runs a `tfpipe-job` command as a local subprocess and reads its result.
 
-The job prints `TFPIPE_RESULT <json>` as its last stdout line; everything else it
-writes is streamed to the task log as it comes, so a long step shows progress. Each line
+The job writes its result JSON to the file `TFPIPE_RESULT_FILE` names and prints it as
+`TFPIPE_RESULT <json>`; the file is what counts, since stdout and stderr share one pipe and
+a log line can land inside the printed one (the line is the fallback for a command that
+only prints). Everything else it writes is streamed to the task log as it comes, so a long
+step shows progress. Each line
 goes in at the level it says it has (TensorFlow's `E`/`W`/`I`/`F` prefix, Python
 logging's level name), so the task log's error filter finds the job's errors.
 """
@@ -15,6 +18,7 @@ import re
 import shlex
 import signal
 import subprocess
+import tempfile
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ from typing import Any
 from airflow.sdk.bases.hook import BaseHook
 
 RESULT_PREFIX = "TFPIPE_RESULT "
+RESULT_FILE_ENV = "TFPIPE_RESULT_FILE"
 
 
 # TensorFlow/absl native logging: `E1202 13:00:00.123456   42 file.cc:52] ...`.
@@ -66,14 +71,22 @@ class JobCommandHook(BaseHook):  # type: ignore[misc]
 
     def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None, tail_lines: int = 30) -> JobRun:
         self.log.info("Running: %s", shlex.join(argv))
-        full_env = {**os.environ, **(env or {})}
+        with tempfile.TemporaryDirectory(prefix="tfpipe-result-") as folder:
+            result_file = os.path.join(folder, "result.json")
+            run = self._stream(argv, {**os.environ, **(env or {}), RESULT_FILE_ENV: result_file}, tail_lines)
+            if os.path.exists(result_file):
+                with open(result_file) as handle:
+                    run.result = json.load(handle)
+        return run
+
+    def _stream(self, argv: Sequence[str], env: Mapping[str, str], tail_lines: int) -> JobRun:
         try:
             self._process = subprocess.Popen(
                 list(argv),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
-                env=full_env,
+                env=dict(env),
                 start_new_session=True,  # its own process group, so on_kill stops Beam workers too
             )
         except FileNotFoundError:
@@ -87,8 +100,10 @@ class JobCommandHook(BaseHook):  # type: ignore[misc]
         for raw in self._process.stdout:
             line = raw.rstrip("\n")
             if line.startswith(RESULT_PREFIX):
-                result = json.loads(line[len(RESULT_PREFIX) :])
-                continue
+                printed, line = _split_result(line)
+                result = printed if printed is not None else result
+                if not line:
+                    continue
             tail.append(line)
             level = line_level(line, level)
             self.log.log(level, "%s", line)
@@ -100,3 +115,13 @@ class JobCommandHook(BaseHook):  # type: ignore[misc]
         if self._process is not None and self._process.poll() is None:
             self.log.info("Stopping job command (process group %s)", self._process.pid)
             os.killpg(self._process.pid, signal.SIGTERM)
+
+
+def _split_result(line: str) -> tuple[dict[str, Any] | None, str]:
+    """The printed result and whatever else came on its line (another stream's output that
+    landed inside it), or None and the whole line if it holds no readable result."""
+    try:
+        printed, end = json.JSONDecoder().raw_decode(line, len(RESULT_PREFIX))
+    except json.JSONDecodeError:
+        return None, line
+    return (printed, line[end:].strip()) if isinstance(printed, dict) else (None, line)

@@ -44,3 +44,32 @@ def test_a_real_job_process_is_relayed_at_each_lines_level() -> None:
     # DEBUG stays out of the task log at its default level (INFO), as Airflow's own debug lines do
     shown = [(line, logging.getLevelName(level).lower()) for line, level in LINES if level > logging.DEBUG]
     assert relayed == shown
+
+
+def test_a_log_line_inside_the_printed_result_is_relayed_and_the_result_still_read() -> None:
+    # What a busy job did: the result line went out in two writes, and a warning from another
+    # thread, on stderr (the same pipe), landed between them.
+    from structlog.testing import capture_logs
+
+    script = (
+        "import os, sys\n"
+        "os.write(1, b'TFPIPE_RESULT {\"rows\": 3}')\n"
+        "os.write(2, b'W1202 13:00:00.123456   42 loader.cc:12] a warning from another thread')\n"
+        "os.write(1, b'\\n')\n"
+    )
+    with capture_logs() as events:
+        run = JobCommandHook().run([sys.executable, "-c", script])
+    assert run.exit_code == 0 and run.result == {"rows": 3}
+    relayed = [(e["event"], e["log_level"]) for e in events if e["event"].startswith("W1202")]
+    assert relayed == [("W1202 13:00:00.123456   42 loader.cc:12] a warning from another thread", "warning")]
+
+
+def test_the_result_file_is_the_result_whatever_stdout_printed() -> None:
+    script = (
+        "import json, os\n"
+        "open(os.environ['TFPIPE_RESULT_FILE'], 'w').write(json.dumps({'rows': 5, 'from': 'file'}))\n"
+        'print(\'TFPIPE_RESULT {"rows": 5, "broken\', flush=True)\n'
+    )
+    run = JobCommandHook().run([sys.executable, "-c", script])
+    assert run.result == {"rows": 5, "from": "file"}
+    assert run.tail == ['TFPIPE_RESULT {"rows": 5, "broken']  # an unreadable line is kept, not dropped
