@@ -10,6 +10,7 @@ profiles. Nothing here imports TensorFlow, tf.Transform or Beam.
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import json
@@ -218,6 +219,14 @@ def _allowed_values(spec: PipelineSpec, key: str) -> list[str] | None:
     return None
 
 
+@functools.cache
+def _stage_fields(stage: str) -> dict[str, Any]:
+    """A stage's JSON schema properties: the same for every spec, and pydantic takes
+    milliseconds to build one, once per key and spec without this (the DAG file re-parses
+    every spec every refresh interval)."""
+    return dict(STAGES[stage].model_json_schema()["properties"])
+
+
 def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
     """Params (JSON schema) for the trigger form: the variant and every overridable key.
 
@@ -243,7 +252,7 @@ def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
     defaults = form_defaults(spec)
     for key in spec.overridable:
         stage, _, name = key.partition(".")
-        field = STAGES[stage].model_json_schema()["properties"][name]
+        field = copy.deepcopy(_stage_fields(stage)[name])  # the cached schema stays as pydantic made it
         allowed = _allowed_values(spec, key)
         schema, server_only, exclusive = _form_schema(key, field, allowed)
         value = defaults[param_name(key)]

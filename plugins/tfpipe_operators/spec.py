@@ -24,6 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tfpipe_operators.features import CROSSABLE_KINDS, Feature, Task
 from tfpipe_operators.search_dimensions import Dimension, parse_dimension
 
+# libyaml's loader where PyYAML was built with it: the DAG file re-reads every spec at each
+# refresh, and the pure-Python loader is most of that time.
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 SPEC_FILENAME = "pipeline.yaml"
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 ENV_PREFIX = "TFPIPE_"
@@ -324,7 +328,7 @@ def load_spec(path: str | Path) -> PipelineSpec:
     """Read and validate a spec and its SQL files; raise SpecError naming file and key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=SAFE_LOADER)
     except FileNotFoundError:
         raise SpecError(f"{path}: spec file not found") from None
     except yaml.YAMLError as exc:
