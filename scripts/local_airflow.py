@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import secrets
 import signal
@@ -42,6 +43,9 @@ T = TypeVar("T")
 # pgserver keeps a lock under the user's runtime folder; without XDG_RUNTIME_DIR it falls back
 # to /tmp and warns on every command (start, status, trigger, stop), which is fine here.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+# pgserver logs its handle bookkeeping at INFO, also from an atexit hook that runs after a
+# test runner has closed the streams its handlers write to ("--- Logging error ---").
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 class LocalAirflowError(RuntimeError):
