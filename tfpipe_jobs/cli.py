@@ -26,11 +26,8 @@ from typing import Any
 
 import yaml
 
-EXIT_SKIP = 99
-EXIT_TERMINATED = 128 + 15  # what a shell reports for a process ended by SIGTERM
-RESULT_PREFIX = "TFPIPE_RESULT "
-XCOM_FILE = "/airflow/xcom/return.json"
-RESULT_FILE_ENV = "TFPIPE_RESULT_FILE"  # where a local launcher wants the result, beside the stdout line
+from tfpipe_operators.contract import EXIT_SKIP, EXIT_TERMINATED, RESULT_FILE_ENV, RESULT_PREFIX, XCOM_FILE
+from tfpipe_operators.steps import REGISTRY, STEPS
 
 log = logging.getLogger("tfpipe_jobs")
 
@@ -273,14 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline option")
         p.set_defaults(fn=fn)
 
-    step("extract", _extract, "warehouse rows -> tf.Transform -> TFRecords + transform output")
-    step("train", _train, "train the model on the day's TFRecords")
-    step("export", _export, "freeze/optimise into the serving SavedModel and prove it equal")
-    step("evaluate", _evaluate, "compare new, blessed and baseline models; write the verdict")
-    step("publish-model", _publish_model, "bless the new model in the registry (skips if refused)")
-    step("score", _score, "score the scoring query with the blessed model")
-    step("publish-scores", _publish_scores, "replace the ds partition of the score table")
-    step("select-trial", _select_trial, "pick the best tuning trial of ds; record it as the tuned config")
+    handlers = {
+        "extract_transform": _extract,
+        "train": _train,
+        "export_serving_model": _export,
+        "evaluate_gate": _evaluate,
+        "publish_model": _publish_model,
+        "batch_score": _score,
+        "publish_scores": _publish_scores,
+        "select_trial": _select_trial,
+    }
+    for task_id, definition in STEPS.items():
+        step(definition.command, handlers[task_id], definition.summary)
 
     rebuild = sub.add_parser(
         "rebuild-registry", help="write registry/blessed.json anew from its per-blessing records (repair)"
@@ -289,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--artifact-root", required=True, help="local folder or gs:// prefix")
     rebuild.set_defaults(fn=_rebuild_registry)
 
-    reg = sub.add_parser("registry", help="the registry's history, a rollback, a manual bless (operators)")
+    reg = sub.add_parser(REGISTRY.command, help=REGISTRY.summary)
     actions = reg.add_subparsers(dest="action", required=True)
     # Every action takes the same options (an empty value is "not given"), so the registry DAG
     # passes its whole form whatever the action; each action says which it needs.

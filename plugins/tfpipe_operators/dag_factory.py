@@ -40,6 +40,7 @@ from tfpipe_operators.spec import (
     load_spec,
     resolve_config,
 )
+from tfpipe_operators.steps import DAILY, STEPS, Step
 
 log = logging.getLogger(__name__)
 
@@ -48,42 +49,6 @@ log = logging.getLogger(__name__)
 DS = "{{ ds if ds is defined else (dag_run.run_after | ds) }}"
 RUN_PARAMS = "{{ params | tfpipe_run_params }}"
 
-TUNE_STEPS = {"select_trial": "select-trial"}
-STEPS: dict[str, str] = {
-    "extract_transform": "extract",
-    "train": "train",
-    "export_serving_model": "export",
-    "evaluate_gate": "evaluate",
-    "publish_model": "publish-model",
-    "batch_score": "score",
-    "publish_scores": "publish-scores",
-}
-TIMEOUTS = {
-    "extract_transform": timedelta(hours=4),
-    "train": timedelta(hours=8),
-    "export_serving_model": timedelta(hours=1),
-    "evaluate_gate": timedelta(hours=1),
-    "publish_model": timedelta(minutes=15),
-    "batch_score": timedelta(hours=4),
-    "publish_scores": timedelta(hours=1),
-    "select_trial": timedelta(minutes=15),
-}
-STEP_DOCS = {
-    "extract_transform": "Reads the day's rows (and the look-back) with the spec's SQL, validates their statistics, "
-    "and writes transformed TFRecords, vocabularies and the tf.Transform graph to `<ds>/data/`.",
-    "train": "Trains the configured architecture on `<ds>/data/`; writes the model package to `<ds>/model/`.",
-    "export_serving_model": "Freezes the model, puts the tf.Transform graph inside one SavedModel (`<ds>/serving/`) "
-    "and proves it predicts what the trained model does.",
-    "evaluate_gate": "Compares the new model with the blessed model and a baseline on the day's eval rows; "
-    "writes `<ds>/eval/evaluation.json`, `evaluation.png` and the verdict.",
-    "publish_model": "Blesses the new model in `registry/blessed.json`. Skipped when the gate refused it or a "
-    "model from a newer day is blessed.",
-    "batch_score": "Scores every row of the scoring query with the blessed model into `<ds>/scores/`.",
-    "publish_scores": "Checks the day's scores (prediction gate: shift vs the previous partition, NULL/unseen "
-    "features, identical scores), then replaces the day's partition of the score table and updates the latest view.",
-    "select_trial": "Picks the trial with the best eval metric and records it (and the trial table) as the "
-    "pipeline's tuned config, which the daily runs use from then on.",
-}
 CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *"}
 
 
@@ -279,7 +244,7 @@ def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
 
 def _job_arguments(step: str, spec_path: str, profile: Profile) -> list[str]:
     return [
-        {**STEPS, **TUNE_STEPS}[step],
+        STEPS[step].command,
         "--spec",
         spec_path,
         "--ds",
@@ -327,37 +292,32 @@ def _wait_for_source(spec: PipelineSpec, profile: Profile) -> BaseOperator:
     )
 
 
-def assets(spec: PipelineSpec) -> dict[str, Asset]:
-    """What other DAGs can be scheduled on: the blessed model and the score table."""
-    return {
-        "publish_model": Asset(
-            name=f"tfpipe.{spec.pipeline}.blessed_model", uri=f"tfpipe://{spec.pipeline}/blessed_model"
-        ),
-        "publish_scores": Asset(
-            name=f"tfpipe.{spec.pipeline}.scores", uri=f"tfpipe://{spec.pipeline}/{spec.scoring.table}"
-        ),
+def asset(spec: PipelineSpec, outlet: str) -> Asset:
+    """What other DAGs can be scheduled on: the blessed model, the score table (a step's `outlet`)."""
+    uri = spec.scoring.table if outlet == "scores" else outlet
+    return Asset(name=f"tfpipe.{spec.pipeline}.{outlet}", uri=f"tfpipe://{spec.pipeline}/{uri}")
+
+
+def _step(step: Step, spec: PipelineSpec, profile: Profile, gpus: int) -> BaseOperator:
+    arguments = _job_arguments(step.task_id, profile.job_spec_path(spec.path), profile)
+    common: dict[str, Any] = {
+        "task_id": step.task_id,
+        "execution_timeout": step.timeout,
+        "doc_md": step.doc,
+        "trigger_rule": step.trigger_rule,
     }
-
-
-def _step(step: str, spec: PipelineSpec, profile: Profile, gpus: int) -> BaseOperator:
-    arguments = _job_arguments(step, profile.job_spec_path(spec.path), profile)
-    common: dict[str, Any] = {"task_id": step, "execution_timeout": TIMEOUTS[step], "doc_md": STEP_DOCS[step]}
-    if step in assets(spec):
-        common["outlets"] = [assets(spec)[step]]
-    if step == "publish_model":
+    if step.outlet:
+        common["outlets"] = [asset(spec, step.outlet)]
+    if step.alert_when_skipped:
         common["on_skipped_callback"] = callbacks.on_gate_refused
-    if step == "batch_score":
-        # Runs after publish_model whether it published or was skipped (gate refused):
-        # scoring then uses the previously blessed model, so the table stays fresh.
-        common["trigger_rule"] = "none_failed"
     if profile.is_local:
         from tfpipe_operators.operators.job import TfpipeJobOperator, TfpipeTrainJobOperator
 
-        operator = TfpipeTrainJobOperator if step == "train" else TfpipeJobOperator
+        operator = TfpipeTrainJobOperator if step.task_id == "train" else TfpipeJobOperator
         return operator(job_cli=profile.job_cli, arguments=arguments, **common)
     from tfpipe_operators.operators.pod import job_pod
 
-    return job_pod(spec, profile, step, arguments, gpus=gpus if step == "train" else 0, **common)
+    return job_pod(spec, profile, step, arguments, gpus=gpus if step.gpu else 0, **common)
 
 
 def public_url(url: str) -> str:
@@ -415,7 +375,7 @@ def build_dag(spec: PipelineSpec, profile: Profile) -> DAG:
     )
     with dag:
         tasks = [_wait_for_source(spec, profile)]
-        tasks += [_step(step, spec, profile, config.train.gpus) for step in STEPS]
+        tasks += [_step(step, spec, profile, config.train.gpus) for step in DAILY]
         for upstream, downstream in itertools.pairwise(tasks):
             upstream >> downstream
     return dag
@@ -471,7 +431,7 @@ def build_tune_dag(spec: PipelineSpec, profile: Profile) -> DAG:
         },
     )
     with dag:
-        extract = _step("extract_transform", spec, profile, gpus=0)
+        extract = _step(STEPS["extract_transform"], spec, profile, gpus=0)
 
         @task(task_id="sample_trials")
         def sample_trials() -> list[list[str]]:
@@ -486,8 +446,8 @@ def build_tune_dag(spec: PipelineSpec, profile: Profile) -> DAG:
         trials = sample_trials()
         train_common: dict[str, Any] = {
             "task_id": "train",
-            "execution_timeout": TIMEOUTS["train"],
-            "doc_md": "One tuning trial: " + STEP_DOCS["train"],
+            "execution_timeout": STEPS["train"].timeout,
+            "doc_md": "One tuning trial: " + STEPS["train"].doc,
         }
         if profile.is_local:
             from tfpipe_operators.operators.job import TfpipeTrainJobOperator
@@ -497,10 +457,10 @@ def build_tune_dag(spec: PipelineSpec, profile: Profile) -> DAG:
             from tfpipe_operators.operators.pod import TfpipeTrainPodOperator, pod_kwargs
 
             gpus = resolve_config(spec, environ={}).train.gpus
-            train = TfpipeTrainPodOperator.partial(**pod_kwargs(spec, profile, "train", gpus, **train_common)).expand(
-                arguments=trials
-            )
-        select = _step("select_trial", spec, profile, gpus=0)
+            train = TfpipeTrainPodOperator.partial(
+                **pod_kwargs(spec, profile, STEPS["train"], gpus, **train_common)
+            ).expand(arguments=trials)
+        select = _step(STEPS["select_trial"], spec, profile, gpus=0)
         extract >> trials >> train >> select
     return dag
 

@@ -11,21 +11,20 @@ shows its output (the history for `list`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import DAG, Param
 
 from tfpipe_operators.profiles import Profile
 from tfpipe_operators.spec import PipelineSpec
+from tfpipe_operators.steps import REGISTRY
 
 ACTIONS = ("list", "rollback", "bless")
-TASK_ID = "registry"
 # Airflow 3 records who triggered a run (the UI's or API's user). A run without one is
 # recorded as the run, never as the worker's OS user (the job's fallback at a terminal).
 WHO = "{{ dag_run.triggering_user_name or ('airflow run ' ~ run_id) }}"
 VERSION_PATTERN = r"\d{4}-\d{2}-\d{2}-[0-9a-f]+"
-TIMEOUT = timedelta(minutes=15)
 
 
 def registry_params() -> dict[str, Param]:
@@ -118,9 +117,9 @@ def build_registry_dag(spec: PipelineSpec, profile: Profile) -> DAG:
     )
     arguments = registry_arguments(profile.job_spec_path(spec.path), profile)
     common: dict[str, Any] = {
-        "task_id": TASK_ID,
-        "execution_timeout": TIMEOUT,
-        "doc_md": "Runs `tfpipe-job registry <action>` with the form's values.",
+        "task_id": REGISTRY.task_id,
+        "execution_timeout": REGISTRY.timeout,
+        "doc_md": REGISTRY.doc,
     }
     with dag:  # the operator joins the DAG it is created in
         if profile.is_local:
@@ -130,5 +129,5 @@ def build_registry_dag(spec: PipelineSpec, profile: Profile) -> DAG:
         else:
             from tfpipe_operators.operators.pod import job_pod
 
-            job_pod(spec, profile, TASK_ID, arguments, gpus=0, **common)
+            job_pod(spec, profile, REGISTRY, arguments, gpus=0, **common)
     return dag

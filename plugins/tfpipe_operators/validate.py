@@ -138,14 +138,15 @@ def _first_line(exc: Exception) -> str:
 def check_dag(spec: PipelineSpec, report: Report) -> None:
     """Render the DAG as Airflow would (local profile); compare its task ids and their order with the design."""
     try:
-        from tfpipe_operators.dag_factory import STEPS, build_dag
+        from tfpipe_operators.dag_factory import build_dag
         from tfpipe_operators.profiles import Profile
+        from tfpipe_operators.steps import DAILY
 
         dag = build_dag(spec, Profile())
     except Exception as exc:  # any error here is what Airflow would show as an import error
         report.fail("dag", f"{spec.path}: the DAG does not render: {type(exc).__name__}: {_first_line(exc)}")
         return
-    expected = ["wait_for_source", *STEPS]
+    expected = ["wait_for_source", *(s.task_id for s in DAILY)]
     present = set(dag.task_ids)
     missing = [task for task in expected if task not in present]
     extra = sorted(present - set(expected))

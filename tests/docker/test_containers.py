@@ -27,10 +27,12 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient
 
-from tfpipe_operators.dag_factory import STEPS, build_dag
+from tfpipe_operators.contract import RESULT_PREFIX
+from tfpipe_operators.dag_factory import build_dag
 from tfpipe_operators.operators.pod import TfpipePodOperator
 from tfpipe_operators.profiles import load_profile
 from tfpipe_operators.spec import load_spec
+from tfpipe_operators.steps import DAILY, STEPS
 
 from .conftest import REPO, Docker, Images
 
@@ -38,7 +40,6 @@ pytestmark = pytest.mark.containers
 
 DS = date(2026, 11, 21)
 CTR_SPEC = REPO / "dags" / "pipelines" / "ctr" / "pipeline.yaml"
-RESULT_PREFIX = "TFPIPE_RESULT "  # tfpipe_jobs.cli.RESULT_PREFIX: the job's result line
 CANDIDATES = 500
 # 10K events a day, as the end-to-end tier: enough eval rows for the gate to bless the model.
 SAMPLE_ARGS = ["--days", "3", "--rows-per-day", "10000", "--candidates-per-day", str(CANDIDATES)]
@@ -55,7 +56,7 @@ def rendered_pods(gcp_env: dict[str, str]) -> dict[str, dict[str, Any]]:
     dag = build_dag(load_spec(CTR_SPEC), load_profile(gcp_env))
     pods = {}
     context: Any = {"ds": DS.isoformat(), "ds_nodash": DS.strftime("%Y%m%d"), "ti": SimpleNamespace(try_number=1)}
-    for task_id in STEPS:
+    for task_id in (s.task_id for s in DAILY):
         op = dag.get_task(task_id)
         assert isinstance(op, TfpipePodOperator), (task_id, type(op))
         op.render_template_fields({**context, "params": {}})
@@ -209,7 +210,7 @@ def test_every_gcp_pod_runs_in_the_job_image(
     results: dict[str, dict[str, Any]] = {}
     for task_id, pod in pods.items():
         args = substituted_args(list(pod["spec"]["containers"][0]["args"]), warehouse, artifacts)
-        assert args[0] == STEPS[task_id]
+        assert args[0] == STEPS[task_id].command
         out = run(task_id.replace("_", "-"), pod, args)
         assert out.returncode == 0, f"{task_id} exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
         results[task_id] = result_of(out.stdout)

@@ -23,7 +23,7 @@ import duckdb
 import httpx
 import pytest
 
-from tfpipe_operators.dag_factory import STEPS
+from tfpipe_operators.steps import DAILY
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 DS = date(2026, 11, 21)
 BACKFILL = [DS - timedelta(days=3), DS - timedelta(days=2), DS - timedelta(days=1)]
 RUN_TIMEOUT = 900
-TASKS = ["wait_for_source", *STEPS]  # the daily DAG's task ids, in chain order
+TASKS = ["wait_for_source", *(s.task_id for s in DAILY)]  # the daily DAG's task ids, in chain order
 
 
 def _free_port() -> int:

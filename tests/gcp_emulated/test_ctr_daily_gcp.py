@@ -42,6 +42,9 @@ from typing import Any
 
 import pytest
 
+from tfpipe_operators.contract import RESULT_PREFIX
+from tfpipe_operators.steps import DAILY
+
 pytestmark = pytest.mark.gcp_emulated
 
 Client = Callable[..., dict[str, Any]]
@@ -50,22 +53,12 @@ DS = "2026-11-21"
 DAYS = 3  # the sample spec's extract.lookback_days is 2: the day and the two before it
 ROWS_PER_DAY = 2000
 CANDIDATES_PER_DAY = 500
-POD_STEPS = (
-    "extract_transform",
-    "train",
-    "export_serving_model",
-    "evaluate_gate",
-    "publish_model",
-    "batch_score",
-    "publish_scores",
-)
-EXIT_SKIP = 99
+POD_STEPS = tuple(s.task_id for s in DAILY)
 STEP_TIMEOUT_S = 900.0
 REPO = Path(__file__).resolve().parents[2]
 SPECS_DIR = REPO / "dags" / "pipelines"
 AIRFLOW_PYTHON = REPO / ".venv-airflow" / "bin" / "python"
 JOB_CLI = Path(sys.executable).parent / "tfpipe-job"
-RESULT_PREFIX = "TFPIPE_RESULT "
 # A deployment's config override, set in the Airflow worker's environment: it must reach the pods.
 EPOCHS_OVERRIDE = "2"
 

@@ -26,9 +26,7 @@ from typing import Any
 
 from airflow.sdk.bases.hook import BaseHook
 
-RESULT_PREFIX = "TFPIPE_RESULT "
-RESULT_FILE_ENV = "TFPIPE_RESULT_FILE"
-
+from tfpipe_operators.contract import RESULT_FILE_ENV, RESULT_PREFIX
 
 # TensorFlow/absl native logging: `E1202 13:00:00.123456   42 file.cc:52] ...`.
 _NATIVE = re.compile(r"^([FEWI])\d{4} \d\d:\d\d:\d\d")

@@ -8,10 +8,9 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
+from tfpipe_operators.contract import EXIT_SKIP
 from tfpipe_operators.hooks.job_command import JobCommandHook
 from tfpipe_operators.links import TensorBoardLink
-
-EXIT_SKIP = 99
 
 
 class TfpipeJobOperator(BaseOperator):  # type: ignore[misc]

@@ -30,34 +30,16 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk import BaseOperatorLink, Context
 from kubernetes.client import models as k8s
 
+from tfpipe_operators.contract import EXIT_SKIP
 from tfpipe_operators.links import DataflowJobLink, PodLogsLink, TensorBoardLink
 from tfpipe_operators.profiles import Profile
 from tfpipe_operators.spec import PipelineSpec, env_overrides
+from tfpipe_operators.steps import Step
 
-EXIT_SKIP = 99
 JOB_USER = 1000
-RESOURCES = {
-    # step: (cpu request, memory request)
-    "train": ("4", "16Gi"),
-    "extract_transform": ("1", "4Gi"),
-    "batch_score": ("1", "4Gi"),
-}
-
-
-DATAFLOW_STEPS = ("extract_transform", "batch_score")
-
 # The one writable place in a pod (the root filesystem is read-only).
 SCRATCH = "/tmp"
 SCRATCH_VOLUME = "scratch"
-SCRATCH_LIMITS = {
-    # train caches its parsed first epoch here (train.cache_parsed): about 75 bytes a row
-    # for the sample spec (3 MB for 40K rows), so 20Gi holds a few hundred million rows.
-    # The other steps write caches and Beam's staging files (Dataflow steps): a few MB.
-    "train": "20Gi",
-    "extract_transform": "2Gi",
-    "batch_score": "2Gi",
-}
-DEFAULT_SCRATCH_LIMIT = "1Gi"
 # Local writes, traced while every step ran as uid 1000 on a read-only root: Keras
 # (~/.keras), matplotlib (MPLCONFIGDIR, else a fresh temp dir and font-list rebuild per
 # process), fontconfig (~/.cache, else "No writable cache directories"), tempfile users
@@ -170,11 +152,11 @@ def dataflow_job_name(dag_id: str, task_id: str) -> str:
 
 
 def job_pod(
-    spec: PipelineSpec, profile: Profile, step: str, arguments: list[str], gpus: int, **kwargs: Any
+    spec: PipelineSpec, profile: Profile, step: Step, arguments: list[str], gpus: int, **kwargs: Any
 ) -> KubernetesPodOperator:
     common = pod_kwargs(spec, profile, step, gpus, **kwargs)
-    if step in DATAFLOW_STEPS:
-        job_name = dataflow_job_name(spec.dag_id, step)
+    if step.dataflow:
+        job_name = dataflow_job_name(spec.dag_id, step.task_id)
         return DataflowPodOperator(
             # One token each: a separate `--job_name=...` after `--beam-arg` reads as an option of its own.
             arguments=[*arguments, *(f"--beam-arg={opt}" for opt in profile.dataflow_args(job_name))],
@@ -183,17 +165,16 @@ def job_pod(
             gcp_conn_id=profile.gcp_conn_id,
             **common,
         )
-    operator = TfpipeTrainPodOperator if step == "train" else TfpipePodOperator
+    operator = TfpipeTrainPodOperator if step.task_id == "train" else TfpipePodOperator
     return operator(arguments=arguments, **common)
 
 
-def pod_kwargs(spec: PipelineSpec, profile: Profile, step: str, gpus: int, **kwargs: Any) -> dict[str, Any]:
+def pod_kwargs(spec: PipelineSpec, profile: Profile, step: Step, gpus: int, **kwargs: Any) -> dict[str, Any]:
     """Everything but the arguments, so a mapped step (tuning trials) can `.partial(...)` it."""
-    cpu, memory = RESOURCES.get(step, ("1", "4Gi"))
-    scratch = SCRATCH_LIMITS.get(step, DEFAULT_SCRATCH_LIMIT)
+    memory, scratch = step.memory, step.scratch
     limits = {"memory": memory}
     # Requested so the scheduler picks a node with that much local disk for the emptyDir.
-    requests = {"cpu": cpu, "memory": memory, "ephemeral-storage": scratch}
+    requests = {"cpu": step.cpu, "memory": memory, "ephemeral-storage": scratch}
     node_selector: dict[str, str] = {}
     tolerations: list[k8s.V1Toleration] = []
     if gpus:
@@ -204,11 +185,11 @@ def pod_kwargs(spec: PipelineSpec, profile: Profile, step: str, gpus: int, **kwa
             kwargs.setdefault("pool", profile.gpu_pool)
     return dict(
         gcp_project=profile.gcp_project,
-        name=f"{spec.pipeline}-{step}".replace("_", "-"),
+        name=f"{spec.pipeline}-{step.task_id}".replace("_", "-"),
         namespace=profile.k8s_namespace,
         image=profile.job_image,
         cmds=["tfpipe-job"],
-        labels={"app": "tfpipe", "pipeline": spec.pipeline, "step": step.replace("_", "-")},
+        labels={"app": "tfpipe", "pipeline": spec.pipeline, "step": step.task_id.replace("_", "-")},
         service_account_name=profile.k8s_service_account,
         container_resources=k8s.V1ResourceRequirements(requests=requests, limits=limits),
         env_vars=[k8s.V1EnvVar(name=name, value=value) for name, value in SCRATCH_ENV.items()],

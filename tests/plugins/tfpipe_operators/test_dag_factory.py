@@ -8,7 +8,6 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk.exceptions import AirflowFailException
 
 from tfpipe_operators.dag_factory import (
-    STEPS,
     build_dag,
     build_dags,
     form_defaults,
@@ -18,6 +17,9 @@ from tfpipe_operators.dag_factory import (
 )
 from tfpipe_operators.profiles import Profile, ProfileError, load_profile
 from tfpipe_operators.spec import load_spec, resolve_config
+from tfpipe_operators.steps import DAILY
+
+STEPS = [s.task_id for s in DAILY]
 
 CHAIN = ["wait_for_source", *STEPS]
 

@@ -16,9 +16,11 @@ from tfpipe_operators.dag_factory import build_dags
 from tfpipe_operators.operators.job import TfpipeJobOperator
 from tfpipe_operators.operators.pod import TfpipePodOperator
 from tfpipe_operators.profiles import Profile, load_profile
-from tfpipe_operators.registry_dag import TASK_ID, build_registry_dag, registry_params
+from tfpipe_operators.registry_dag import build_registry_dag, registry_params
 from tfpipe_operators.spec import load_spec
+from tfpipe_operators.steps import REGISTRY
 
+TASK_ID = REGISTRY.task_id
 CTR_SPEC = Path(__file__).resolve().parents[3] / "dags" / "pipelines" / "ctr" / "pipeline.yaml"
 
 VERSION = "2026-11-18-0123456789abcdef"

@@ -13,10 +13,11 @@ from googleapiclient.http import HttpMockSequence
 from kubernetes.client import ApiClient
 
 from tfpipe_jobs import cli
-from tfpipe_operators.dag_factory import STEPS, build_dag, build_tune_dag
+from tfpipe_operators.dag_factory import build_dag, build_tune_dag
 from tfpipe_operators.operators.pod import TfpipePodOperator, TfpipeTrainPodOperator, pod_kwargs
 from tfpipe_operators.profiles import load_profile
 from tfpipe_operators.spec import SpecError, load_spec
+from tfpipe_operators.steps import DAILY, STEPS
 
 ENV = {
     "TFPIPE_PROFILE": "gcp",
@@ -91,11 +92,11 @@ def test_dataflow_steps_pass_the_rendered_job_name_and_options(ctr_spec_path: Pa
     assert "--staging_location=gs://acme-ml-tfpipe/artifacts/_dataflow/staging" in beam_args
 
 
-@pytest.mark.parametrize("task_id", list(STEPS))
+@pytest.mark.parametrize("task_id", [s.task_id for s in DAILY])
 def test_every_pod_command_parses_as_the_job_command(task_id: str, ctr_spec_path: Path) -> None:
     op = _rendered(task_id, ctr_spec_path)
     args = cli.build_parser().parse_args(op.arguments)
-    assert args.command == STEPS[task_id] and args.ds.isoformat() == "2026-11-21"
+    assert args.command == STEPS[task_id].command and args.ds.isoformat() == "2026-11-21"
 
 
 class RecordingHttp(HttpMockSequence):
@@ -156,7 +157,7 @@ def _all_pods(ctr_spec_path: Path) -> dict[str, dict]:
         if isinstance(op, TfpipePodOperator)
     }
     # The tune DAG's train is mapped: build one trial the way its expansion does.
-    trial = TfpipeTrainPodOperator(arguments=["train"], **pod_kwargs(spec, profile, "train", 1, task_id="trial"))
+    trial = TfpipeTrainPodOperator(arguments=["train"], **pod_kwargs(spec, profile, STEPS["train"], 1, task_id="trial"))
     pods["trial"] = ApiClient().sanitize_for_serialization(trial.build_pod_request_obj(dry_run=True))
     return pods
 
