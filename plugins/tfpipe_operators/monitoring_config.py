@@ -93,6 +93,10 @@ PER_FEATURE_KEYS = {
     "score": ("skew_thresholds", "skew_actions"),
 }
 
+# Maps of feature -> value: set in the spec, a variant, the environment or `--set`; the
+# trigger form has no field that could check one, so a spec cannot make them overridable.
+NOT_OVERRIDABLE = frozenset(f"{stage}.{key}" for stage, keys in PER_FEATURE_KEYS.items() for key in keys)
+
 
 def check_feature_keys(stages: dict[str, Any], features: Iterable[str], origin: Any) -> list[str]:
     """Problems with per-feature keys naming no raw feature, each as `<where>: <what>`.

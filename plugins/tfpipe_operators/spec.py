@@ -22,7 +22,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tfpipe_operators.features import CROSSABLE_KINDS, Feature, Task
-from tfpipe_operators.monitoring_config import ExtractMonitoring, ScoreMonitoring, check_feature_keys
+from tfpipe_operators.monitoring_config import (
+    NOT_OVERRIDABLE,
+    ExtractMonitoring,
+    ScoreMonitoring,
+    check_feature_keys,
+)
 from tfpipe_operators.search_dimensions import Dimension, parse_dimension
 
 SPEC_FILENAME = "pipeline.yaml"
@@ -349,6 +354,11 @@ def load_spec(path: str | Path) -> PipelineSpec:
         resolve_config(spec, variant=variant, environ={})  # errors name variants.<name>
     for key in spec.overridable:
         split_key(key, where=f"{path}: overridable")
+        if key in NOT_OVERRIDABLE:
+            raise SpecError(
+                f"{path}: overridable: '{key}' maps features to values, which the trigger form cannot check; "
+                "set it in the spec, a variant, the environment or --set"
+            )
     parse_search_space(spec.search_space, where=f"{path}: search_space")
     return spec
 

@@ -69,6 +69,7 @@ def test_trigger_params_follow_the_spec(ctr_spec_path: Path) -> None:
         "variant",
         "extract_lookback_days",
         "extract_sample_fraction",
+        "extract_accept_schema",
         "train_epochs",
         "train_batch_size",
         "train_learning_rate",
