@@ -123,7 +123,8 @@ def counts_from_row(row: Mapping[str, Any], column: str, name: str, edges: list[
 def value_counts_sql(sql: str, columns: list[str]) -> str:
     """Every value's rows, per categorical column, in one scan (one grouping set per column)."""
     flags = [f"GROUPING({quote(c)}) AS {c}__g" for c in columns]
-    values = [f"CAST({quote(c)} AS STRING) AS {c}" for c in columns]
+    # Aliased apart from the columns, so GROUP BY names the column whatever the engine resolves first.
+    values = [f"CAST({quote(c)} AS STRING) AS {c}__v" for c in columns]
     sets = ", ".join(f"({quote(c)})" for c in columns)
     return (
         "SELECT\n  "
@@ -138,7 +139,7 @@ def counts_from_rows(rows: list[dict[str, Any]], columns: list[str]) -> dict[str
     for row in rows:
         for c in columns:
             if int(row[f"{c}__g"]) == 0:  # this row is the grouping set of column c
-                value = row[c] if row[c] is not None else NULL_VALUE
+                value = row[f"{c}__v"] if row[f"{c}__v"] is not None else NULL_VALUE
                 out[c][str(value)] = out[c].get(str(value), 0) + int(row["n"])
                 break
     return out
