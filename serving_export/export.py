@@ -43,7 +43,7 @@ from tfx_bsl.tfxio import tensor_adapter
 from tfpipe_jobs import artifacts, registry
 from tfpipe_jobs.beam_jobs import arrow_batches, preprocessing
 from tfpipe_jobs.context import JobContext
-from tfpipe_jobs.serving_export import optimize
+from tfpipe_jobs.serving_export import densify, optimize
 from tfpipe_operators.features import LABEL_KEY, Task
 from tfpipe_operators.spec import ExportConfig, PipelineSpec
 
@@ -176,7 +176,7 @@ class ServingModule(tf.Module):  # type: ignore[misc]
         parsed = tf.io.parse_example(examples, self._raw_spec)
         if self._plain:  # sparse, the way tf.Transform was fed
             return parsed
-        # Made dense once here, one value or none per row, so that `optimize.densify` can
+        # Made dense once here, one value or none per row, so that `densify.densify` can
         # skip tf.Transform's own sparse round trip. A second value of a feature in an
         # example is refused, as in training, by one check naming the feature (a parsed
         # column's dense shape is [rows, most values in one example]); the columns wait for
@@ -200,7 +200,7 @@ class ServingModule(tf.Module):  # type: ignore[misc]
     def _sparse_columns(self, features: dict[str, tf.Tensor]) -> dict[str, tf.SparseTensor]:
         raw = {}
         for f in self._spec.raw_features:
-            raw[f.name] = optimize.sparse_view(features[f.name], _MISSING[f.raw_type])
+            raw[f.name] = densify.sparse_view(features[f.name], _MISSING[f.raw_type])
         return raw
 
     def _serve_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:

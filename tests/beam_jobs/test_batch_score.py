@@ -8,21 +8,12 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
 from tfpipe_jobs.beam_jobs.arrow_batches import model_inputs
-from tfpipe_jobs.beam_jobs.batch_score import (
-    BackgroundParquetWriter,
-    DuplicateKeysError,
-    constant_column,
-    float_tensor,
-    missing_and_unseen,
-    read_vocabulary,
-    string_tensor,
-)
+from tfpipe_jobs.beam_jobs.batch_score import DuplicateKeysError
+from tfpipe_jobs.beam_jobs.score_inputs import read_vocabulary
 from tfpipe_jobs.registry import NoBlessedModelError
 from tfpipe_jobs.score_table import PartitionCountError
 from tfpipe_operators.spec import load_spec
@@ -113,85 +104,6 @@ def test_null_and_unseen_features_are_scored_and_counted(ctr_run) -> None:
     # ... and every one of those rows still has a probability
     table = _partition(ctr_run)
     assert np.isfinite(table["probability"]).all() and len(table["probability"]) == scoring.num_rows
-
-
-@pytest.mark.parametrize(
-    "values",
-    [
-        ["u1", None, "", "ünïcode", "a much longer token than the others"],
-        [None, None],
-        [],
-    ],
-)
-def test_string_tensor_matches_the_values_with_null_as_empty(values: list) -> None:
-    column = pa.array(["head", *values, "tail"], pa.string()).slice(1, len(values))  # a slice: offset != 0
-    got = string_tensor(column).numpy().tolist()
-    assert got == [(v or "").encode() for v in values]
-
-
-@pytest.mark.parametrize("dtype", [pa.binary(), pa.large_string(), pa.large_binary()])
-def test_string_tensor_reads_every_string_layout(dtype: pa.DataType) -> None:
-    column = pa.array([b"ab", None, b"", b"xyz"], dtype).slice(1)
-    assert string_tensor(column).numpy().tolist() == [b"", b"", b"xyz"]
-
-
-def test_string_tensor_ignores_the_bytes_under_a_null() -> None:
-    """Arrow lets a NULL slot span bytes; the tensor must still hold b"" for it."""
-    offsets = pa.array([0, 2, 5, 6], pa.int32())
-    spanning = pa.StringArray.from_buffers(
-        3, offsets.buffers()[1], pa.py_buffer(b"abXYZc"), pa.array([True, False, True]).buffers()[1], 1
-    )
-    assert spanning.to_pylist() == ["ab", None, "c"]
-    assert string_tensor(spanning).numpy().tolist() == [b"ab", b"", b"c"]
-
-
-def test_missing_and_unseen_counts_nulls_and_tokens_outside_the_vocabulary() -> None:
-    typed = {
-        "user_id": pa.array([b"u1", b"u9", None, b"u2", b"u9"], pa.binary()),
-        "user_age": pa.array([1.0, None, None, 3.0, 4.0], pa.float32()),
-    }
-    counts = missing_and_unseen(typed, {"user_id": pa.array([b"u1", b"u2"], pa.binary())})
-    # rows 2, 3 and 5 have a NULL or unseen value (row 3 both): the share the prediction gate limits
-    assert counts == {"missing_user_id": 1, "unseen_user_id": 2, "missing_user_age": 2, "rows_missing_or_unseen": 3}
-    assert missing_and_unseen({"user_id": typed["user_id"].slice(0, 1)}, {"user_id": pa.array([b"u1"])}) == {}
-
-
-def test_background_parquet_writer_keeps_every_row_in_order(tmp_path: Path) -> None:
-    schema = pa.schema([("user_id", pa.string()), ("probability", pa.float64()), ("model_version", pa.string())])
-    tables = [
-        pa.table({"user_id": [f"u{i}", f"v{i}"], "probability": [i / 10, i / 20], "model_version": ["m", "m"]}, schema)
-        for i in range(5)
-    ]
-    path = tmp_path / "part.parquet"
-    writer = BackgroundParquetWriter(path.open("wb"), schema, depth=2)
-    for table in tables:
-        writer.write(table)
-    writer.close()
-    assert pq.read_table(path).equals(pa.concat_tables(tables))
-
-
-def test_background_parquet_writer_raises_a_failed_write(tmp_path: Path) -> None:
-    schema = pa.schema([("user_id", pa.string())])
-    handle = (tmp_path / "part.parquet").open("wb")
-    writer = BackgroundParquetWriter(handle, schema, depth=1)
-    writer.write(pa.table({"user_id": ["u1"]}))
-    writer.write(pa.table({"item_id": ["i1"]}))  # not the file's schema
-    with pytest.raises(ValueError, match="schema"):
-        writer.close()
-    assert handle.closed
-
-
-def test_float_tensor_turns_null_into_nan() -> None:
-    got = float_tensor(pa.chunked_array([[1, None], [3]], pa.int64())).numpy()
-    assert got.dtype == np.float32
-    np.testing.assert_array_equal(got, [1.0, np.nan, 3.0])
-
-
-def test_constant_column_has_the_type_and_length() -> None:
-    column = constant_column(DS, 3, pa.date32())
-    assert column.type == pa.date32() and column.to_pylist() == [DS, DS, DS]
-    assert constant_column("v1", 0, pa.string()).to_pylist() == []
-    assert constant_column("v1", 2, pa.string()).to_pylist() == ["v1", "v1"]
 
 
 def test_latest_view_switches_only_to_a_complete_partition(ctr_run) -> None:
