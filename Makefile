@@ -17,7 +17,7 @@ export TFPIPE_ARTIFACT_ROOT ?= $(STATE)/artifacts
 export TFPIPE_AIRFLOW_PORT ?= 8080
 export TFPIPE_TENSORBOARD_PORT ?= 6006
 
-.PHONY: envs demo airflow airflow-stop airflow-status test lint typecheck test-unit test-jobs test-e2e test-gcp-emulated bench bench-extract bench-train bench-export bench-score bench-dag-parse bench-daily-run clean
+.PHONY: envs demo airflow airflow-stop airflow-status test lint typecheck test-unit test-jobs test-e2e test-gcp-emulated bench bench-extract bench-train bench-export bench-score bench-dag-parse bench-daily-run bench-monitoring clean
 
 SOURCES := setup.py $(shell find plugins beam_jobs training serving_export tfpipe_jobs -name '*.py' -o -name py.typed 2>/dev/null)
 
@@ -124,7 +124,7 @@ test-containers: envs
 	$(AIRFLOW)/bin/pytest -q -m containers tests/docker
 
 # Benchmarks print figures; they assert no timings. Each takes minutes (10M-row cases longer).
-bench: bench-extract bench-train bench-export bench-score bench-dag-parse bench-daily-run
+bench: bench-extract bench-train bench-export bench-score bench-dag-parse bench-daily-run bench-monitoring
 
 bench-extract: envs
 	cd bench && $(CURDIR)/$(JOBS)/bin/python extract.py --rows 1000000 10000000
@@ -145,6 +145,9 @@ bench-daily-run: envs
 # The Airflow side: re-parsing the DAG file with 1 to 100 generated specs (BENCH_COMPARE=<commit> adds that code's figures).
 bench-dag-parse: envs
 	cd bench && $(CURDIR)/$(AIRFLOW)/bin/python dag_parse.py --specs 1 10 50 100 $(if $(BENCH_COMPARE),--compare-with $(BENCH_COMPARE))
+
+bench-monitoring: envs
+	cd bench && $(CURDIR)/$(JOBS)/bin/python monitoring.py --rows 1000000 10000000
 
 clean:
 	rm -rf $(STATE) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -9,6 +9,9 @@ Output (published atomically as `<root>/<pipeline>/<ds>/data/`):
   eval_raw/part-*.parquet                              raw eval rows, for the gate and for
                                                        proving the export equal
   stats.json                                           statistics the day was validated on
+  drift.json, drift.png                                the schema check, each feature's drift vs the
+                                                       previous day, the day's profile
+                                                       (tfpipe_jobs.monitoring.extract_checks)
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner, rea
 from tfpipe_jobs.beam_jobs.tfrecord_sink import write_tfrecord_batches
 from tfpipe_jobs.beam_jobs.warehouse_source import COUNTERS, ReadWarehouse, counters
 from tfpipe_jobs.context import JobContext
+from tfpipe_jobs.monitoring import extract_checks
 from tfpipe_operators.features import LABEL_KEY, SPLIT_EVAL, SPLIT_TRAIN
 from tfpipe_operators.spec import PipelineSpec
 
@@ -135,6 +139,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     spec, cfg = ctx.spec, ctx.config.extract
     stats = data_stats.compute(ctx)
     data_stats.validate(spec, stats, cfg, data_stats.previous_stats(ctx))
+    monitoring = extract_checks.run(ctx, stats)  # the schema and drift; raises before Beam reads a row
 
     with artifacts.staged_output(ctx.paths.data) as out:
         raw_names = [f.name for f in tfxio_schema(spec)]
@@ -180,6 +185,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         stats[packed_examples.STATS_KEY] = cfg.rows_per_record
         stats["provenance"] = ctx.provenance()
         artifacts.write_json(artifacts.join(out, "stats.json"), stats)
+        extract_checks.write(out, ctx, monitoring)
     log.info(
         "extract_transform: %s rows read, %s train, %s eval -> %s",
         counts.get("rows_read"),
@@ -187,4 +193,4 @@ def run(ctx: JobContext) -> dict[str, Any]:
         counts.get("eval_rows"),
         ctx.paths.data,
     )
-    return {"data": ctx.paths.data, **counts}
+    return {"data": ctx.paths.data, **counts, **extract_checks.summary(ctx, monitoring)}

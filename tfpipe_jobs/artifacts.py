@@ -313,6 +313,11 @@ def read_bytes(path: str) -> bytes:
         return bytes(f.read())
 
 
+def write_bytes(path: str, data: bytes) -> None:
+    with _gfile(path).GFile(path, "wb") as f:
+        f.write(data)
+
+
 def write_json(path: str, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -329,6 +334,29 @@ def atomic_write_json(path: str, obj: Any) -> None:
     try:
         write_json(tmp, obj)
         gfile.rename(tmp, path, overwrite=True)
+    finally:
+        if gfile.exists(tmp):
+            gfile.remove(tmp)
+
+
+def create_json(path: str, obj: Any) -> None:
+    """Write a small file that must never be replaced (a numbered version): whole or not at all,
+    and a FileExistsError when it exists already (e.g. another run wrote it first)."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    gfile = _gfile(path)
+    gfile.makedirs(path.rsplit("/", 1)[0])
+    if gfile.exists(path):
+        raise FileExistsError(path)
+    try:
+        write_json(tmp, obj)
+        try:
+            gfile.rename(tmp, path, overwrite=False)
+        except FileExistsError:
+            raise
+        except Exception as exc:  # tf.io.gfile's AlreadyExistsError
+            if gfile.exists(path):
+                raise FileExistsError(path) from exc
+            raise
     finally:
         if gfile.exists(tmp):
             gfile.remove(tmp)

@@ -32,15 +32,14 @@ import pyarrow.parquet as pq
 
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.context import JobContext
+from tfpipe_jobs.monitoring.distributions import psi, shares
+from tfpipe_jobs.monitoring.distributions import quote as _quote
 from tfpipe_operators.features import Task
 
 log = logging.getLogger(__name__)
 
 REPORT = "prediction_gate.json"
 ROWS_MISSING_OR_UNSEEN = "rows_missing_or_unseen"  # batch_score's count in summary.json
-# Shares below this are raised to it before the PSI's logarithm: an empty bucket on one
-# side would otherwise make the index infinite whatever else the day looks like.
-PSI_FLOOR = 1e-4
 OVERRIDE_KEY = "score.override_prediction_gate"
 
 
@@ -142,10 +141,6 @@ class _Moments:
         return float(np.sqrt(np.max(self.m2) / self.n))
 
 
-def _quote(name: str) -> str:
-    return f"`{name}`"  # the warehouse runs BigQuery SQL (DuckDB transpiles it)
-
-
 def reference_partition(ctx: JobContext) -> tuple[date, int] | None:
     """The newest published partition before the day, and its rows; None on the first day.
 
@@ -197,13 +192,6 @@ def reference_classes(ctx: JobContext, ref: date) -> dict[int, int]:
         for r in ctx.warehouse.table(sql, {"ref": ref}).to_pylist()
         if r["class_id"] is not None
     }
-
-
-def psi(new_counts: np.ndarray, ref_counts: np.ndarray) -> float:
-    """Population stability index of two histograms over the same buckets."""
-    new = np.maximum(new_counts / max(int(new_counts.sum()), 1), PSI_FLOOR)
-    ref = np.maximum(ref_counts / max(int(ref_counts.sum()), 1), PSI_FLOOR)
-    return float(np.sum((new - ref) * np.log(new / ref)))
 
 
 class DamagedScoresError(RuntimeError):
@@ -322,7 +310,7 @@ def evaluate(ctx: JobContext, scores_dir: str, summary: dict[str, Any]) -> GateR
                         "score.max_score_psi",
                         "max",
                         f"{column} over the {len(ref_counts)} quantile buckets of ds={found[0]}: "
-                        f"{_shares(new_counts)} of the rows vs {_shares(ref_counts)}",
+                        f"{shares(new_counts)} of the rows vs {shares(ref_counts)}",
                     )
                 )
 
@@ -363,11 +351,6 @@ def evaluate(ctx: JobContext, scores_dir: str, summary: dict[str, Any]) -> GateR
             )
         )
     return report
-
-
-def _shares(counts: np.ndarray) -> str:
-    total = max(int(counts.sum()), 1)
-    return "[" + " ".join(f"{c / total:.3f}" for c in counts) + "]"
 
 
 def check(ctx: JobContext, scores_dir: str, summary: dict[str, Any]) -> dict[str, Any]:

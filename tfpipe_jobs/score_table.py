@@ -4,8 +4,9 @@ The rules are here: which rows go in, when a smaller day is refused, and that th
 partition holds exactly what batch_score wrote. The warehouse makes the change atomic
 (`Warehouse.replace_partition`): one DuckDB transaction locally, one WRITE_TRUNCATE of
 `table$YYYYMMDD` on BigQuery. Either way the latest view shows the newest partition.
-Before that, the prediction gate (`prediction_gate.py`) measures the scores against the
-previous published partition and refuses ones that look wrong.
+Before that, the scoring rows' features are compared with the training rows' (training/serving
+skew, `monitoring/skew.py`), and the prediction gate (`prediction_gate.py`) measures the
+scores against the previous published partition and refuses ones that look wrong.
 
 With `scoring.top_k` in the spec only the best k rows per group are published (ties
 broken by the key columns, so a rerun keeps the same rows); the count check then expects
@@ -19,6 +20,7 @@ from typing import Any
 
 from tfpipe_jobs import artifacts, prediction_gate
 from tfpipe_jobs.context import JobContext
+from tfpipe_jobs.monitoring import skew as feature_skew
 from tfpipe_operators.spec import PipelineSpec
 from tfpipe_operators.warehouse import PartitionWrite
 
@@ -67,6 +69,7 @@ def publish(ctx: JobContext) -> dict[str, Any]:
     top = ctx.spec.scoring.top_k
     score = summary.get("score_column")
     # Before anything is written: scores that look wrong never replace a published day.
+    skew = feature_skew.check(ctx, scores_dir)
     gate = prediction_gate.check(ctx, scores_dir, summary)
     staged = artifacts.join(scores_dir, "*.parquet")
     write = PartitionWrite(
@@ -99,6 +102,7 @@ def publish(ctx: JobContext) -> dict[str, Any]:
         "view": ctx.spec.scoring.latest_view,
         "model_version": summary["model_version"],
         "prediction_gate": gate,
+        "skew": skew,
     }
 
 

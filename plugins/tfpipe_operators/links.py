@@ -1,4 +1,4 @@
-"""UI links for steps that run elsewhere: the Dataflow job, the pod's logs, TensorBoard.
+"""UI links for steps that run elsewhere: the Dataflow job, the pod's logs, TensorBoard, the drift picture.
 
 Airflow 3 computes a link on the worker when the task ends (and stores it in XCom for the
 UI); `persist` stores a first version while the task is still running. Links read the
@@ -56,6 +56,13 @@ def tensorboard_url(model_dir: str, project: str = "", server: str = "") -> str:
     run = "/".join(PurePosixPath(model_dir.rstrip("/")).parts[-3:])
     base = (server or TENSORBOARD_SERVER).rstrip("/")
     return f"{base}/?runFilter={quote(f'^{run}/', safe='')}#timeseries"
+
+
+def storage_object_url(path: str, project: str = "") -> str:
+    """A gs:// object in the Cloud Storage browser (its details page previews an image)."""
+    return f"{CONSOLE}/storage/browser/_details/{path.removeprefix('gs://')}" + (
+        f"?project={project}" if project else ""
+    )
 
 
 def _xcom(ti_key: Any, key: str) -> Any:
@@ -117,3 +124,14 @@ class TensorBoardLink(BaseOperatorLink):  # type: ignore[misc]
         return tensorboard_url(
             str(model), getattr(operator, "gcp_project", ""), os.environ.get("TFPIPE_TENSORBOARD_URL", "")
         )
+
+
+class DriftReportLink(BaseOperatorLink):  # type: ignore[misc]
+    """The extract step's picture of each feature's drift (`<ds>/data/drift.png`, gcp: in the bucket)."""
+
+    name = "Drift report"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        picture = str(_result(ti_key).get("drift_report") or "")
+        # A local file is not a link the UI shows (http(s) only): the picture is beside stats.json.
+        return storage_object_url(picture, getattr(operator, "gcp_project", "")) if picture.startswith("gs://") else ""

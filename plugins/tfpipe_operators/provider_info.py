@@ -30,6 +30,7 @@ def get_provider_info() -> dict[str, Any]:
             "tfpipe_operators.links.DataflowJobLink",
             "tfpipe_operators.links.PodLogsLink",
             "tfpipe_operators.links.TensorBoardLink",
+            "tfpipe_operators.links.DriftReportLink",
         ],
         "integrations": [
             {"integration-name": "tfpipe", "external-doc-url": "https://pypi.org/project/tfpipe/", "tags": ["software"]}

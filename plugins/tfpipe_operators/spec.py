@@ -22,6 +22,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tfpipe_operators.features import CROSSABLE_KINDS, Feature, Task
+from tfpipe_operators.monitoring_config import (
+    NOT_OVERRIDABLE,
+    ExtractMonitoring,
+    ScoreMonitoring,
+    check_feature_keys,
+)
 from tfpipe_operators.search_dimensions import Dimension, parse_dimension
 
 # libyaml's loader where PyYAML was built with it: the DAG file re-reads every spec at each
@@ -52,7 +58,9 @@ class _Stage(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class ExtractConfig(_Stage):
+class ExtractConfig(_Stage, ExtractMonitoring):
+    """Extraction, the day's checks, and the schema and drift keys (monitoring_config.py)."""
+
     lookback_days: int = Field(default=0, ge=0, le=366, description="days before ds also read (0 = ds only)")
     eval_percent: int = Field(default=20, ge=1, le=50, description="share of keys held out for evaluation")
     sample_fraction: float = Field(default=1.0, gt=0, le=1, description="deterministic sample of keys")
@@ -104,7 +112,9 @@ class GateConfig(_Stage):
     min_value: float | None = Field(default=None, description="absolute threshold on the metric")
 
 
-class ScoreConfig(_Stage):
+class ScoreConfig(_Stage, ScoreMonitoring):
+    """Scoring, publishing, the prediction gate, and the skew keys (monitoring_config.py)."""
+
     # Large batches: per-batch costs (a Parquet row group, a signature call, the OOV
     # counts) made 4096-row batches take 39 s for 10M rows where 65536 took 20 s.
     batch_rows: int = Field(default=65536, ge=1, le=1 << 20, description="rows per model call")
@@ -348,6 +358,11 @@ def load_spec(path: str | Path) -> PipelineSpec:
         resolve_config(spec, variant=variant, environ={})  # errors name variants.<name>
     for key in spec.overridable:
         split_key(key, where=f"{path}: overridable")
+        if key in NOT_OVERRIDABLE:
+            raise SpecError(
+                f"{path}: overridable: '{key}' maps features to values, which the trigger form cannot check; "
+                "set it in the spec, a variant, the environment or --set"
+            )
     parse_search_space(spec.search_space, where=f"{path}: search_space")
     return spec
 
@@ -548,6 +563,9 @@ def resolve_config(
                 got = f" (got {error['input']!r})" if error["loc"] and not isinstance(error.get("input"), dict) else ""
                 lines.append(f"{origin(key)}{'.' + rest if error['loc'][1:] else ''}: {error['msg']}{got}")
             raise SpecError("\n".join(lines)) from None
+    problems = check_feature_keys(stages, (f.name for f in spec.raw_features), origin)
+    if problems:
+        raise SpecError("\n".join(problems))
     config = PipelineConfig(variant=variant, **stages)
     _check_gate_metric(spec, config, origin("gate.metric"))
     _check_early_stopping_metric(spec, config, origin("train.early_stopping_metric"))

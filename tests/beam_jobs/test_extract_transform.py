@@ -231,3 +231,18 @@ def test_two_worker_processes_give_the_same_split_and_rows(ctr_run, tmp_path: Pa
         assert len(a["__label"]) == len(b["__label"]) == one[f"{split}_rows"]
         for name in ("item_price_xf", "user_id_xf", "device_xf", "__label"):
             np.testing.assert_allclose(np.sort(a[name]), np.sort(b[name]), rtol=1e-5, atol=1e-5)
+
+
+def test_the_day_is_monitored_and_reported(ctr_run) -> None:
+    """The real extraction checked its schema and published drift.json and its picture beside stats.json;
+    publish_scores measured the skew before publishing."""
+    data = ctr_run.day() / "data"
+    report = json.loads((data / "drift.json").read_text())
+    assert report["schema"]["version"] == 1 and (Path(ctr_run.artifacts) / "ctr" / "schema" / "v0001.json").exists()
+    assert report["profile"]["rows"] == 2000  # the day alone, not its look-back days
+    assert (data / "drift.png").read_bytes()[:4] == b"\x89PNG"
+    assert ctr_run.results["extract"]["drift_report"] == str(data / "drift.png")
+    published = ctr_run.results["publish-scores"]["skew"]
+    skew = json.loads(Path(published["report"]).read_text())
+    assert skew["scoring_rows"] == 500 and len(skew["skew"]) == 9
+    assert (ctr_run.day() / "scores" / "monitoring.png").exists()

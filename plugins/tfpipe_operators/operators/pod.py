@@ -31,7 +31,7 @@ from airflow.sdk import BaseOperatorLink, Context
 from kubernetes.client import models as k8s
 
 from tfpipe_operators.contract import EXIT_SKIP
-from tfpipe_operators.links import DataflowJobLink, PodLogsLink, TensorBoardLink
+from tfpipe_operators.links import DataflowJobLink, DriftReportLink, PodLogsLink, TensorBoardLink
 from tfpipe_operators.profiles import Profile
 from tfpipe_operators.spec import PipelineSpec, env_overrides
 from tfpipe_operators.steps import Step
@@ -107,7 +107,7 @@ class DataflowPodOperator(TfpipePodOperator):
     """A pod that launches a Dataflow job: links the job and cancels it when the task is killed."""
 
     template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, "dataflow_job_name")
-    operator_extra_links = (PodLogsLink(), DataflowJobLink())
+    operator_extra_links: tuple[BaseOperatorLink, ...] = (PodLogsLink(), DataflowJobLink())
 
     def __init__(
         self, *, dataflow_job_name: str, dataflow_region: str, gcp_conn_id: str = "google_cloud_default", **kwargs: Any
@@ -141,6 +141,12 @@ class DataflowPodOperator(TfpipePodOperator):
         hook.cancel_job(project_id=self.gcp_project, job_name=self.dataflow_job_name, location=self.dataflow_region)
 
 
+class DataflowExtractPodOperator(DataflowPodOperator):
+    """The extract pod: also links the picture of the day's drift."""
+
+    operator_extra_links: tuple[BaseOperatorLink, ...] = (PodLogsLink(), DataflowJobLink(), DriftReportLink())
+
+
 def dataflow_job_name(dag_id: str, task_id: str) -> str:
     """A Dataflow job name template unique per DAG, task, day and try (lower case, digits, '-').
 
@@ -157,7 +163,8 @@ def job_pod(
     common = pod_kwargs(spec, profile, step, gpus, **kwargs)
     if step.dataflow:
         job_name = dataflow_job_name(spec.dag_id, step.task_id)
-        return DataflowPodOperator(
+        dataflow_operator = DataflowExtractPodOperator if step.task_id == "extract_transform" else DataflowPodOperator
+        return dataflow_operator(
             # One token each: a separate `--job_name=...` after `--beam-arg` reads as an option of its own.
             arguments=[*arguments, *(f"--beam-arg={opt}" for opt in profile.dataflow_args(job_name))],
             dataflow_job_name=job_name,

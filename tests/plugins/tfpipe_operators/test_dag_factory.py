@@ -71,6 +71,7 @@ def test_trigger_params_follow_the_spec(ctr_spec_path: Path) -> None:
         "variant",
         "extract_lookback_days",
         "extract_sample_fraction",
+        "extract_accept_schema",
         "train_epochs",
         "train_batch_size",
         "train_learning_rate",
@@ -172,10 +173,13 @@ def test_gcp_profile_uses_pods_and_bigquery(ctr_spec_path: Path, gcp_env: dict[s
     assert type(sensor).__name__ == "WarehousePartitionSensor"  # the same sensor, on the BigQuery backend
     assert sensor.warehouse == "bigquery://acme-ml/analytics" and sensor.poke_interval == 300
     assert all(isinstance(dag.get_task(s), KubernetesPodOperator) for s in STEPS)
-    assert {s for s in STEPS if type(dag.get_task(s)).__name__ == "DataflowPodOperator"} == {
+    from tfpipe_operators.operators.pod import DataflowPodOperator
+
+    assert {s for s in STEPS if isinstance(dag.get_task(s), DataflowPodOperator)} == {
         "extract_transform",
         "batch_score",
     }
+    assert type(dag.get_task("extract_transform")).__name__ == "DataflowExtractPodOperator"  # links drift.png too
     extract = dag.get_task("extract_transform")
     assert "--runner" in extract.arguments and "/opt/tfpipe/pipelines/ctr/pipeline.yaml" in extract.arguments
     assert "--beam-arg=--sdk_container_image=europe-docker.pkg.dev/acme-ml/tfpipe/dataflow:0.1.0" in extract.arguments

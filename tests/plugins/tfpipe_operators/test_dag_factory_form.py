@@ -10,9 +10,16 @@ import pytest
 import yaml
 
 from tfpipe_operators.dag_factory import FORM_KEYWORDS, SERVER_ONLY_KEYWORDS, param_name, trigger_params
+from tfpipe_operators.monitoring_config import NOT_OVERRIDABLE
 from tfpipe_operators.spec import STAGES, PipelineSpec, SpecError, load_spec, resolve_config
 
-ALL_KEYS = [f"{stage}.{name}" for stage, model in STAGES.items() for name in model.model_fields]
+# Every key a spec may make overridable (the per-feature maps of monitoring cannot be).
+ALL_KEYS = [
+    key
+    for stage, model in STAGES.items()
+    for key in (f"{stage}.{name}" for name in model.model_fields)
+    if key not in NOT_OVERRIDABLE
+]
 
 
 @pytest.fixture

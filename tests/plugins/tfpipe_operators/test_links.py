@@ -103,6 +103,20 @@ def test_train_links_tensorboard_in_the_bucket_and_locally(
     assert list(local.get_task("extract_transform").operator_extra_links) == []
 
 
+def test_gcp_extract_links_the_drift_picture_in_the_bucket(
+    ctr_spec_path: Path, supervisor: Supervisor, gcp_env: dict[str, str]
+) -> None:
+    dag = build_dag(load_spec(ctr_spec_path), load_profile(gcp_env))
+    assert _links(dag, "extract_transform")["Drift report"] == ""  # before the step reported its picture
+    picture = "gs://acme-ml-tfpipe/artifacts/ctr/2026-11-21/data.v-abc/drift.png"
+    supervisor.xcoms = {("extract_transform", "return_value"): {"rows": 2000, "drift_report": picture}}
+    assert _links(dag, "extract_transform")["Drift report"] == (
+        "https://console.cloud.google.com/storage/browser/_details/acme-ml-tfpipe/artifacts/ctr/2026-11-21/"
+        "data.v-abc/drift.png?project=acme-ml"
+    )
+    assert "Drift report" not in _links(dag, "batch_score")
+
+
 def test_provider_registers_the_links() -> None:
     import importlib
 
