@@ -11,6 +11,7 @@ a default per measure and per-feature overrides.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -172,3 +173,13 @@ def judge(found: Mapping[str, dist.Distance], stage_config: Any, keys: Threshold
         action = actions.get(feature, getattr(stage_config, keys.action_key))
         checks.append(FeatureCheck(feature, d.measure, d.value, float(threshold), key, action, d.detail))
     return checks
+
+
+def warn_and_stops(checks: list[FeatureCheck], what: str, notes: list[str], log: logging.Logger) -> list[FeatureCheck]:
+    """Log the notes and every exceeded threshold (`what`: "drift" or "skew"); return the ones that stop."""
+    for note in notes:
+        log.info("%s: %s", "monitoring" if what == "drift" else what, note)
+    for c in checks:
+        if c.exceeded:
+            log.warning("%s: %s%s", what, c.describe(what), " (stops)" if c.action == "stop" else "")
+    return [c for c in checks if c.exceeded and c.action == "stop"]

@@ -99,12 +99,7 @@ def run(ctx: JobContext, stats: dict[str, Any]) -> dict[str, Any]:
         )
     else:
         checks = drift.judge(drift.distances(day, reference, spec), cfg, drift.DRIFT)
-    for note in notes:
-        log.info("monitoring: %s", note)
-    for c in checks:
-        if c.exceeded:
-            log.warning("drift: %s%s", c.describe("drift"), " (stops)" if c.action == "stop" else "")
-    stop = [c for c in checks if c.exceeded and c.action == "stop"]
+    stop = drift.warn_and_stops(checks, "drift", notes, log)
     if stop:
         raise DriftError(
             f"{spec.pipeline} ds={ctx.ds}: {len(stop)} feature(s) drifted since ds={previous and previous.get('ds')} "

@@ -78,12 +78,7 @@ def check(ctx: JobContext, scores_dir: str) -> dict[str, Any]:
             ("skew: scoring vs training rows", measured, notes[0] if notes else "no features compared"),
         ],
     )
-    for note in notes:
-        log.info("skew: %s", note)
-    for c in checks:
-        if c.exceeded:
-            log.warning("skew: %s%s", c.describe("skew"), " (stops)" if c.action == "stop" else "")
-    stop = [c for c in checks if c.exceeded and c.action == "stop"]
+    stop = drift.warn_and_stops(checks, "skew", notes, log)
     if stop:
         raise SkewError(
             f"{spec.scoring.table}: the scoring rows of ds={ctx.ds} are too far from the training rows in "
