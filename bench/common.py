@@ -135,5 +135,5 @@ def bless_small_model(ws: Workspace, ds: str) -> None:
     """A real model trained on the day's events, exported and blessed (gate relaxed: the
     benchmark is about speed; the population is sized for the scoring volume)."""
     sets = ("extract.lookback_days=0", "train.epochs=1", "gate.min_lift_over_baseline=0", "gate.min_value=null")
-    for step in ("extract", "train", "export", "evaluate", "publish-model"):
+    for step in ("extract_transform", "train", "export_serving_model", "evaluate_gate", "publish_model"):
         ws.step(step, ds, *sets)

@@ -226,7 +226,7 @@ def main() -> None:
     else:
         ws = fresh_workspace("export")
         sample_data.generate(str(ws.warehouse_file), DS, days=1, rows_per_day=args.rows, candidates_per_day=1000)
-        for step in ("extract", "train"):
+        for step in ("extract_transform", "train"):
             run = ws.step(step, DS.isoformat(), "extract.lookback_days=0")
             print(f"{step}: {args.rows:,} rows in {run.seconds:.0f}s", flush=True)
     # Server settings, read by TensorFlow at start-up; they apply to every variant alike.

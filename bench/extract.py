@@ -1,7 +1,7 @@
 """Extraction benchmark: the extract_transform step vs the pandas script a data scientist writes first.
 
 On one day of N synthetic events, in separate processes (so each peak memory is its own):
-  (a) `tfpipe-job extract` (DuckDB -> Beam + tf.Transform -> gzipped TFRecords, vocabularies,
+  (a) `tfpipe-job extract_transform` (DuckDB -> Beam + tf.Transform -> gzipped TFRecords, vocabularies,
       statistics, raw eval rows);
   (b) a plain script doing the same transforms: the whole query into pandas, z-scores,
       quantile buckets, top-k vocabularies with OOV hashing, hashed strings, a hash split,
@@ -123,7 +123,7 @@ def main() -> None:
         )
         for workers in args.workers:
             step = ws.step(
-                "extract", DS.isoformat(), "extract.lookback_days=0", f"extract.direct_num_workers={workers}"
+                "extract_transform", DS.isoformat(), "extract.lookback_days=0", f"extract.direct_num_workers={workers}"
             )
             assert step.result["rows_read"] == rows, step.result
             figures.append((rows, workers, step, script))

@@ -90,7 +90,7 @@ def bench(rows: int, run_extract: bool) -> None:
         f"{recorded:.1f} s for {rows:,} rows): {checks / recorded:.1%}"
     )
     if run_extract:
-        step = ws.step("extract", second.isoformat(), "extract.lookback_days=0")
+        step = ws.step("extract_transform", second.isoformat(), "extract.lookback_days=0")
         print(
             f"  extract step measured now (checks included): {step.seconds:.1f} s; the checks are "
             f"{checks / step.seconds:.1%} of it"

@@ -3,9 +3,9 @@
 (a) raw: the blessed SavedModel's `predict_raw` signature on in-memory batches of
     scoring rows already converted to tensors (what the model alone can do), batches of
     the size the step uses (`score.batch_rows`);
-(b) end to end: `tfpipe-job score` (DuckDB read -> Beam RunInference -> Parquet), wall
+(b) end to end: `tfpipe-job batch_score` (DuckDB read -> Beam RunInference -> Parquet), wall
     time of the whole process (imports and model load included), then the same plus
-    `tfpipe-job publish-scores` (one DuckDB transaction), with the peak memory of each,
+    `tfpipe-job publish_scores` (one DuckDB transaction), with the peak memory of each,
     and the CPU time of the score step (user + system, all its threads): on a shared
     machine the CPU time moves much less than the wall time when others load it.
 Target (issue 6): (b) >= 50% of (a), and peak memory flat from 1M to 10M rows. With two
@@ -84,10 +84,10 @@ def main() -> None:
     for rows, ds in days.items():
         raw = raw_throughput(ws, ds, min(rows, RAW_ROWS), batch_rows)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        score = ws.step("score", ds.isoformat(), f"score.batch_rows={batch_rows}")
+        score = ws.step("batch_score", ds.isoformat(), f"score.batch_rows={batch_rows}")
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-        publish = ws.step("publish-scores", ds.isoformat())
+        publish = ws.step("publish_scores", ds.isoformat())
         assert score.result["rows"] == publish.result["rows"] == rows, (score.result, publish.result)
         step = rows / score.seconds
         e2e = rows / (score.seconds + publish.seconds)

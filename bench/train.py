@@ -150,7 +150,7 @@ def main() -> None:
     args = parser.parse_args()
     ws = fresh_workspace("train")
     sample_data.generate(str(ws.warehouse_file), DS, days=1, rows_per_day=args.rows, candidates_per_day=1000)
-    extract = ws.step("extract", DS.isoformat(), "extract.lookback_days=0")
+    extract = ws.step("extract_transform", DS.isoformat(), "extract.lookback_days=0")
     print(f"extract_transform: {args.rows:,} rows in {extract.seconds:.0f}s", flush=True)
     data_dir = str(ws.artifacts / "ctr" / DS.isoformat() / "data")
 
@@ -172,7 +172,7 @@ def main() -> None:
         )
 
     train = ws.step("train", DS.isoformat(), "extract.lookback_days=0")
-    for step in ("export", "evaluate"):
+    for step in ("export_serving_model", "evaluate_gate"):
         ws.step(step, DS.isoformat(), "extract.lookback_days=0")
     auc, bayes = bayes_ratio(ws)
     print(

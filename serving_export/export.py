@@ -393,7 +393,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         artifacts.write_text(artifacts.join(out, "signatures.txt"), signature_summary(path))
     # The published folder: on an object store the output lives in a version folder that
     # `serving/_CURRENT` names, not under `serving/` itself.
-    published = artifacts.require_complete(ctx.paths.serving, "export")
+    published = artifacts.require_complete(ctx.paths.serving, "export_serving_model")
     version = registry.model_version(ctx.ds.isoformat(), registry.saved_model_digest(published))
     log.info("export: %s eval rows, max |diff| %.3g -> %s (%s)", table.num_rows, max_diff, ctx.paths.serving, version)
     return {

@@ -189,7 +189,15 @@ def ctr_warehouse(tmp_path_factory: pytest.TempPathFactory) -> CtrRun:
 def ctr_run(ctr_warehouse: CtrRun) -> CtrRun:
     """Every step of the daily chain, run for real on the sample warehouse, in DAG order."""
     run = ctr_warehouse
-    for step in ("extract", "train", "export", "evaluate", "publish-model", "score", "publish-scores"):
+    for step in (
+        "extract_transform",
+        "train",
+        "export_serving_model",
+        "evaluate_gate",
+        "publish_model",
+        "batch_score",
+        "publish_scores",
+    ):
         run.results[step] = run.run(step)
         assert run.results[step]["exit_code"] == 0, (step, run.results[step])
     return run

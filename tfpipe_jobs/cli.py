@@ -119,7 +119,7 @@ def _context(args: argparse.Namespace) -> Any:
     )
     # The spec query this step runs is checked before the step starts: it uses @ds and returns
     # every column the spec needs (a missing one otherwise fails deep inside Beam or tf.Transform).
-    query = {"extract": "source", "score": "scoring"}.get(getattr(args, "command", ""))
+    query = {"extract_transform": "source", "batch_score": "scoring"}.get(getattr(args, "command", ""))
     if query is not None:
         ctx.warehouse.check_query(spec, spec_queries(spec)[query], ctx.query_params).require()
     return ctx
@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         "select_trial": _select_trial,
     }
     for task_id, definition in STEPS.items():
-        step(definition.command, handlers[task_id], definition.summary)
+        step(task_id, handlers[task_id], definition.summary)
 
     rebuild = sub.add_parser(
         "rebuild-registry", help="write registry/blessed.json anew from its per-blessing records (repair)"
@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--artifact-root", required=True, help="local folder or gs:// prefix")
     rebuild.set_defaults(fn=_rebuild_registry)
 
-    reg = sub.add_parser(REGISTRY.command, help=REGISTRY.summary)
+    reg = sub.add_parser(REGISTRY.task_id, help=REGISTRY.summary)
     actions = reg.add_subparsers(dest="action", required=True)
     # Every action takes the same options (an empty value is "not given"), so the registry DAG
     # passes its whole form whatever the action; each action says which it needs.

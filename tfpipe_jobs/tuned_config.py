@@ -1,6 +1,6 @@
 """The tune DAG's result: the best trial of a day becomes the pipeline's tuned config.
 
-`select-trial` reads every trial's model package under `<ds>/trials/`, ranks them by the
+`select_trial` reads every trial's model package under `<ds>/trials/`, ranks them by the
 gate's metric on the eval split, and replaces `<pipeline>/tuning/best.json` in one step
 (the trial table goes beside it). Daily runs read that file and train with its values,
 below anything a run overrides.

@@ -244,7 +244,7 @@ def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
 
 def _job_arguments(step: str, spec_path: str, profile: Profile) -> list[str]:
     return [
-        STEPS[step].command,
+        STEPS[step].task_id,
         "--spec",
         spec_path,
         "--ds",

@@ -2,7 +2,7 @@
 
 Everything known about a step is here, read by whoever needs it: the DAG factory (task id,
 timeout, doc, trigger rule, the asset it updates), the pod rendering (resources, scratch
-disk, GPU, Dataflow) and the job command line (the command and its help line). The jobs
+disk, GPU, Dataflow) and the job command line (the help line; the command is the task id). The jobs
 environment imports this module too, so it imports nothing from Airflow.
 """
 
@@ -14,8 +14,7 @@ from datetime import timedelta
 
 @dataclass(frozen=True)
 class Step:
-    task_id: str
-    command: str  # `tfpipe-job <command>`
+    task_id: str  # also its job command (`tfpipe-job <task_id>`) and the module that runs it
     summary: str  # the command's help line
     doc: str  # the task's doc in the Airflow UI
     timeout: timedelta
@@ -36,7 +35,6 @@ class Step:
 DAILY: tuple[Step, ...] = (
     Step(
         task_id="extract_transform",
-        command="extract",
         summary="warehouse rows -> tf.Transform -> TFRecords + transform output",
         doc="Reads the day's rows (and the look-back) with the spec's SQL, validates their statistics, "
         "and writes transformed TFRecords, vocabularies and the tf.Transform graph to `<ds>/data/`.",
@@ -46,7 +44,6 @@ DAILY: tuple[Step, ...] = (
     ),
     Step(
         task_id="train",
-        command="train",
         summary="train the model on the day's TFRecords",
         doc="Trains the configured architecture on `<ds>/data/`; writes the model package to `<ds>/model/`.",
         timeout=timedelta(hours=8),
@@ -59,7 +56,6 @@ DAILY: tuple[Step, ...] = (
     ),
     Step(
         task_id="export_serving_model",
-        command="export",
         summary="freeze/optimise into the serving SavedModel and prove it equal",
         doc="Freezes the model, puts the tf.Transform graph inside one SavedModel (`<ds>/serving/`) "
         "and proves it predicts what the trained model does.",
@@ -67,7 +63,6 @@ DAILY: tuple[Step, ...] = (
     ),
     Step(
         task_id="evaluate_gate",
-        command="evaluate",
         summary="compare new, blessed and baseline models; write the verdict",
         doc="Compares the new model with the blessed model and a baseline on the day's eval rows; "
         "writes `<ds>/eval/evaluation.json`, `evaluation.png` and the verdict.",
@@ -75,7 +70,6 @@ DAILY: tuple[Step, ...] = (
     ),
     Step(
         task_id="publish_model",
-        command="publish-model",
         summary="bless the new model in the registry (skips if refused)",
         doc="Blesses the new model in `registry/blessed.json`. Skipped when the gate refused it or a "
         "model from a newer day is blessed.",
@@ -85,7 +79,6 @@ DAILY: tuple[Step, ...] = (
     ),
     Step(
         task_id="batch_score",
-        command="score",
         summary="score the scoring query with the blessed model",
         doc="Scores every row of the scoring query with the blessed model into `<ds>/scores/`.",
         timeout=timedelta(hours=4),
@@ -97,7 +90,6 @@ DAILY: tuple[Step, ...] = (
     ),
     Step(
         task_id="publish_scores",
-        command="publish-scores",
         summary="replace the ds partition of the score table",
         doc="Checks the day's scores (prediction gate: shift vs the previous partition, NULL/unseen "
         "features, identical scores), then replaces the day's partition of the score table and updates the "
@@ -110,7 +102,6 @@ DAILY: tuple[Step, ...] = (
 # The tune DAG's own step (its trials are `train` runs).
 SELECT_TRIAL = Step(
     task_id="select_trial",
-    command="select-trial",
     summary="pick the best tuning trial of ds; record it as the tuned config",
     doc="Picks the trial with the best eval metric and records it (and the trial table) as the "
     "pipeline's tuned config, which the daily runs use from then on.",
@@ -122,7 +113,6 @@ STEPS: dict[str, Step] = {step.task_id: step for step in (*DAILY, SELECT_TRIAL)}
 # The registry DAG's one task: `tfpipe-job registry <action>` (its own arguments, not a day's step's).
 REGISTRY = Step(
     task_id="registry",
-    command="registry",
     summary="the registry's history, a rollback, a manual bless (operators)",
     doc="Runs `tfpipe-job registry <action>` with the form's values.",
     timeout=timedelta(minutes=15),

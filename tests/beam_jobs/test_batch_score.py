@@ -43,14 +43,14 @@ def test_one_row_per_scoring_key_with_the_models_prediction(ctr_run) -> None:
     inputs = {k: tf.constant(v) for k, v in model_inputs(spec, scoring).items()}
     expected = model.signatures["predict_raw"](**inputs)["probability"].numpy()
     np.testing.assert_allclose(table["probability"], expected, atol=1e-6)
-    assert set(table["model_version"]) == {ctr_run.results["publish-model"]["model_version"]}
-    assert ctr_run.results["score"]["rows"] == ctr_run.results["publish-scores"]["rows"] == 500
+    assert set(table["model_version"]) == {ctr_run.results["publish_model"]["model_version"]}
+    assert ctr_run.results["batch_score"]["rows"] == ctr_run.results["publish_scores"]["rows"] == 500
 
 
 def test_rerun_replaces_the_partition(ctr_run) -> None:
     first = _partition(ctr_run)
-    assert ctr_run.run("score")["exit_code"] == 0
-    assert ctr_run.run("publish-scores")["exit_code"] == 0
+    assert ctr_run.run("batch_score")["exit_code"] == 0
+    assert ctr_run.run("publish_scores")["exit_code"] == 0
     again = _partition(ctr_run)
     assert len(again["user_id"]) == len(first["user_id"]) == 500
     assert list(again["user_id"]) == list(first["user_id"])
@@ -71,12 +71,12 @@ def test_duplicate_keys_are_named(ctr_run, spec_dir: Path) -> None:
         DuplicateKeysError,
         match=r"duplicate keys \(user_id, item_id\) for ds 2026-11-21: user_id='u\d+', item_id='i\d+' \(\d+ rows\)",
     ):
-        ctr_run.run("score", spec=str(spec_dir / "pipeline.yaml"))
+        ctr_run.run("batch_score", spec=str(spec_dir / "pipeline.yaml"))
 
 
 def test_no_blessed_model_is_a_clear_error(ctr_warehouse, tmp_path: Path) -> None:
     with pytest.raises(NoBlessedModelError, match="no model of pipeline 'ctr' was blessed on or before 2026-11-21"):
-        ctr_warehouse.run("score", artifacts=str(tmp_path / "empty"))
+        ctr_warehouse.run("batch_score", artifacts=str(tmp_path / "empty"))
 
 
 def test_null_and_unseen_features_are_scored_and_counted(ctr_run) -> None:
@@ -86,7 +86,7 @@ def test_null_and_unseen_features_are_scored_and_counted(ctr_run) -> None:
     users = scoring.column("user_id").combine_chunks()
     unseen = sum(1 for u in users.to_pylist() if u is not None and u.encode() not in set(vocabulary.to_pylist()))
     missing_age = scoring.column("user_age").null_count
-    result = ctr_run.results["score"]
+    result = ctr_run.results["batch_score"]
     assert missing_age > 0 and result["missing_user_age"] == missing_age
     assert result.get("unseen_user_id", 0) == unseen
     # summary.json counts the rows with at least one NULL or unseen value (the prediction gate's share)
@@ -117,12 +117,12 @@ def test_latest_view_switches_only_to_a_complete_partition(ctr_run) -> None:
     try:
         # 1. The files hold rows of another day: the partition count check fails -> rolled back.
         with pytest.raises(PartitionCountError, match="holds 0 rows"):
-            ctr_run.run("publish-scores", ds=newer)
+            ctr_run.run("publish_scores", ds=newer)
         # 2. A damaged file: the prediction gate reads every file first and refuses, naming it.
         part = sorted(staged.glob("*.parquet"))[0]
         part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
         with pytest.raises(DamagedScoresError, match=rf"{part.name} is not a readable Parquet file"):
-            ctr_run.run("publish-scores", ds=newer)
+            ctr_run.run("publish_scores", ds=newer)
         with ctr_run.duckdb() as con:
             assert con.execute("SELECT DISTINCT ds FROM ctr_scores_latest").fetchall() == [(DS,)]
             assert con.execute("SELECT count(*) FROM ctr_scores").fetchone()[0] == 500
@@ -133,9 +133,9 @@ def test_latest_view_switches_only_to_a_complete_partition(ctr_run) -> None:
 def test_two_worker_processes_score_the_same_rows(ctr_run) -> None:
     """score.direct_num_workers=2: each worker reads a hash range of the keys; same partition."""
     first = _partition(ctr_run)
-    result = ctr_run.run("score", "--set", "score.direct_num_workers=2")
+    result = ctr_run.run("batch_score", "--set", "score.direct_num_workers=2")
     assert result["exit_code"] == 0 and result["rows"] == 500
-    assert ctr_run.run("publish-scores")["exit_code"] == 0
+    assert ctr_run.run("publish_scores")["exit_code"] == 0
     again = _partition(ctr_run)
     assert list(again["user_id"]) == list(first["user_id"])
     assert list(again["item_id"]) == list(first["item_id"])
@@ -150,14 +150,14 @@ YESTERDAY = date(2026, 11, 20)
 
 @pytest.fixture(scope="module")
 def band_scores(ctr_warehouse, price_band_spec, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A 3-class pipeline (the item's price band) run for real up to publish-scores, into a
+    """A 3-class pipeline (the item's price band) run for real up to publish_scores, into a
     score table that already holds a day written before the class names existed."""
     folder = tmp_path_factory.mktemp("band_spec") / "band"
     gate = {"min_lift_over_baseline": 0.0, "max_regression": 1.0}
     spec = price_band_spec(ctr_warehouse.spec, folder, "band", "band", gate)
     root = str(tmp_path_factory.mktemp("band_artifacts"))
     results = {}
-    for step in ("extract", "train", "export", "evaluate", "publish-model", "score"):
+    for step in ("extract_transform", "train", "export_serving_model", "evaluate_gate", "publish_model", "batch_score"):
         results[step] = ctr_warehouse.run(step, spec=spec, artifacts=root)
         assert results[step]["exit_code"] == 0, (step, results[step])
     # Yesterday's partition, as the table looked before class_name/class_probabilities.
@@ -171,9 +171,9 @@ def band_scores(ctr_warehouse, price_band_spec, tmp_path_factory: pytest.TempPat
     # Those 7 rows are no real day's scores (their class shares are anything): the prediction
     # gate, which would rightly refuse the comparison, is overridden as an operator would.
     override = ("--set", "score.override_prediction_gate=true")
-    results["publish-scores"] = ctr_warehouse.run("publish-scores", *override, spec=spec, artifacts=root)
-    assert results["publish-scores"]["exit_code"] == 0, results["publish-scores"]
-    assert results["publish-scores"]["prediction_gate"]["verdict"] == "overridden"
+    results["publish_scores"] = ctr_warehouse.run("publish_scores", *override, spec=spec, artifacts=root)
+    assert results["publish_scores"]["exit_code"] == 0, results["publish_scores"]
+    assert results["publish_scores"]["prediction_gate"]["verdict"] == "overridden"
     return {"spec": spec, "saved_model": Path(root) / "band" / "2026-11-21" / "serving" / "saved_model"}
 
 

@@ -27,7 +27,7 @@ def _read_examples(folder: Path, feature_spec: dict) -> dict[str, np.ndarray]:
 
 def test_outputs_and_counts(ctr_run) -> None:
     data = ctr_run.day() / "data"
-    result = ctr_run.results["extract"]
+    result = ctr_run.results["extract_transform"]
     assert (data / "_SUCCESS").exists()
     assert result["rows_read"] == 6000  # 3 days of 2000 rows: ds and its 2-day look-back
     assert result["train_rows"] + result["eval_rows"] == 6000
@@ -75,7 +75,7 @@ def test_stats_and_user_age_nulls(ctr_run) -> None:
 
 def test_split_is_deterministic_by_key(ctr_run, tmp_path: Path) -> None:
     before = set(pq.read_table(ctr_run.day() / "data" / "eval_raw").column("event_id").to_pylist())
-    rerun = ctr_run.run("extract", "--set", "train.epochs=1")  # same data, another run of the step
+    rerun = ctr_run.run("extract_transform", "--set", "train.epochs=1")  # same data, another run of the step
     assert rerun["exit_code"] == 0
     after = set(pq.read_table(ctr_run.day() / "data" / "eval_raw").column("event_id").to_pylist())
     assert before == after and len(after) == rerun["eval_rows"]
@@ -84,7 +84,7 @@ def test_split_is_deterministic_by_key(ctr_run, tmp_path: Path) -> None:
 
 def test_empty_day_stops_before_training(ctr_warehouse) -> None:
     with pytest.raises(DataValidationError, match="returned no rows for this ds"):
-        ctr_warehouse.run("extract", ds="2026-10-01")
+        ctr_warehouse.run("extract_transform", ds="2026-10-01")
     assert not (Path(ctr_warehouse.artifacts) / "ctr" / "2026-10-01" / "data").exists()
 
 
@@ -93,7 +93,7 @@ def test_missing_column_is_named(ctr_warehouse, spec_dir: Path) -> None:
     (spec_dir / "train.sql").write_text(sql)
     # The statistics query runs first and the warehouse names the missing column.
     with pytest.raises(WarehouseError, match="item_price"):
-        ctr_warehouse.run("extract", spec=str(spec_dir / "pipeline.yaml"), ds="2026-11-20")
+        ctr_warehouse.run("extract_transform", spec=str(spec_dir / "pipeline.yaml"), ds="2026-11-20")
     assert not (Path(ctr_warehouse.artifacts) / "ctr" / "2026-11-20" / "data").exists()
 
 
@@ -130,7 +130,7 @@ def test_vocabulary_counts_beside_each_vocabulary(ctr_run) -> None:
         everywhere = dict(con.execute("SELECT device, count(*) FROM events GROUP BY device").fetchall())
     in_eval = _counter_of(eval_raw.column("device").to_pylist())
     assert counted == {d: everywhere[d] - in_eval.get(d, 0) for d in everywhere}
-    assert sum(counted.values()) == ctr_run.results["extract"]["train_rows"]
+    assert sum(counted.values()) == ctr_run.results["extract_transform"]["train_rows"]
     evals = _read_examples(data / "eval", tft_out.transformed_feature_spec())
     assert _counter_of(vocab[i] for i in evals["device_xf"]) == in_eval
 
@@ -159,7 +159,7 @@ def test_feature_cross_is_trained_and_served(ctr_warehouse, spec_dir: Path, tmp_
     (spec_dir / "pipeline.yaml").write_text(yaml.safe_dump(raw))
     spec_path = str(spec_dir / "pipeline.yaml")
     artifacts = str(tmp_path / "artifacts")
-    result = ctr_warehouse.run("extract", spec=spec_path, artifacts=artifacts)
+    result = ctr_warehouse.run("extract_transform", spec=spec_path, artifacts=artifacts)
     assert result["exit_code"] == 0
     data = Path(artifacts) / "ctr" / "2026-11-21" / "data"
     tft_out = tft.TFTransformOutput(str(data))
@@ -186,7 +186,7 @@ def test_feature_cross_is_trained_and_served(ctr_warehouse, spec_dir: Path, tmp_
     assert crossed[0] == crossed[1]  # same crossed values, other features differ
     assert len({crossed[0], crossed[2], crossed[3]}) == 3  # order matters; another category differs
 
-    for step in ("train", "export"):
+    for step in ("train", "export_serving_model"):
         done = ctr_warehouse.run(step, "--set", "train.epochs=1", spec=spec_path, artifacts=artifacts)
         assert done["exit_code"] == 0, (step, done)
     model = tf.saved_model.load(str(Path(artifacts) / "ctr" / "2026-11-21" / "serving" / "saved_model"))
@@ -205,7 +205,7 @@ def test_two_worker_processes_give_the_same_split_and_rows(ctr_run, tmp_path: Pa
     """extract.direct_num_workers=2: two processes, each reading a hash range of the keys."""
     artifacts = str(tmp_path / "artifacts")
     two = ctr_run.run(
-        "extract",
+        "extract_transform",
         "--set",
         "extract.direct_num_workers=2",
         "--set",
@@ -214,7 +214,7 @@ def test_two_worker_processes_give_the_same_split_and_rows(ctr_run, tmp_path: Pa
         "extract.batch_rows=256",
         artifacts=artifacts,
     )
-    one = ctr_run.results["extract"]
+    one = ctr_run.results["extract_transform"]
     assert two["exit_code"] == 0
     assert {k: two[k] for k in ("rows_read", "train_rows", "eval_rows")} == {
         k: one[k] for k in ("rows_read", "train_rows", "eval_rows")
@@ -241,8 +241,8 @@ def test_the_day_is_monitored_and_reported(ctr_run) -> None:
     assert report["schema"]["version"] == 1 and (Path(ctr_run.artifacts) / "ctr" / "schema" / "v0001.json").exists()
     assert report["profile"]["rows"] == 2000  # the day alone, not its look-back days
     assert (data / "drift.png").read_bytes()[:4] == b"\x89PNG"
-    assert ctr_run.results["extract"]["drift_report"] == str(data / "drift.png")
-    published = ctr_run.results["publish-scores"]["skew"]
+    assert ctr_run.results["extract_transform"]["drift_report"] == str(data / "drift.png")
+    published = ctr_run.results["publish_scores"]["skew"]
     skew = json.loads(Path(published["report"]).read_text())
     assert skew["scoring_rows"] == 500 and len(skew["skew"]) == 9
     assert (ctr_run.day() / "scores" / "monitoring.png").exists()

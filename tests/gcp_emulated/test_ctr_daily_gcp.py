@@ -126,15 +126,15 @@ from tfpipe_jobs import artifacts
 from tfpipe_jobs.artifacts import RunPaths
 
 paths = RunPaths(PARAMS["root"], "ctr", PARAMS["ds"])
-data = artifacts.require_complete(paths.data, "extract")
+data = artifacts.require_complete(paths.data, "extract_transform")
 tfrecords = {
     split: sum(1 for f in artifacts.glob(data + f"/{split}/part-*") for _ in tf.data.TFRecordDataset(f, "GZIP"))
     for split in ("train", "eval")
 }
 model = artifacts.require_complete(paths.model, "train")
-serving = artifacts.require_complete(paths.serving, "export")
-evaluation = artifacts.read_json(artifacts.require_complete(paths.eval, "evaluate") + "/evaluation.json")
-verdict = artifacts.read_text(artifacts.require_complete(paths.eval, "evaluate") + "/verdict").strip()
+serving = artifacts.require_complete(paths.serving, "export_serving_model")
+evaluation = artifacts.read_json(artifacts.require_complete(paths.eval, "evaluate_gate") + "/evaluation.json")
+verdict = artifacts.read_text(artifacts.require_complete(paths.eval, "evaluate_gate") + "/verdict").strip()
 blessed = artifacts.read_json(paths.blessed_file)
 version_dir = artifacts.require_complete(paths.model_version_dir(blessed["model_version"]), "publish_model")
 scores = artifacts.require_complete(paths.scores, "batch_score")
@@ -318,7 +318,7 @@ from tfpipe_jobs.artifacts import RunPaths
 paths = RunPaths(PARAMS["root"], "ctr", PARAMS["ds"])
 versions = sorted(v.rstrip("/") for v in tf.io.gfile.glob(paths.serving + ".v-*"))
 try:
-    artifacts.require_complete(paths.serving, "export")
+    artifacts.require_complete(paths.serving, "export_serving_model")
     refused = None
 except Exception as exc:  # what the evaluate step would meet
     refused = f"{type(exc).__name__}: {exc}"

@@ -43,7 +43,7 @@ def test_outputs_flip_by_one_pointer_and_superseded_versions_go(client_process: 
                 # a reader during the write still gets the previous version, whole
                 before = artifacts.published(final)
                 seen.append(artifacts.read_text(before + "/part-00000") if before else None)
-            seen.append(artifacts.read_text(artifacts.require_complete(final, "extract") + "/part-00000"))
+            seen.append(artifacts.read_text(artifacts.require_complete(final, "extract_transform") + "/part-00000"))
         try:
             with artifacts.staged_output(final) as out:
                 artifacts.write_text(out + "/part-00000", "four")
@@ -52,7 +52,7 @@ def test_outputs_flip_by_one_pointer_and_superseded_versions_go(client_process: 
             pass
         print(json.dumps({
             "seen": seen,
-            "current": artifacts.read_text(artifacts.require_complete(final, "extract") + "/part-00000"),
+            "current": artifacts.read_text(artifacts.require_complete(final, "extract_transform") + "/part-00000"),
             "versions": sorted(p.rstrip("/").rsplit("/", 1)[1] for p in tf.io.gfile.glob(final + ".v-*")),
             "pointer": artifacts.read_text(final + "/_CURRENT").strip(),
         }))
@@ -97,7 +97,7 @@ def test_a_writer_killed_mid_publish_leaves_nothing_a_reader_takes_for_complete(
         import tensorflow as tf
         from tfpipe_jobs import artifacts
         final = {final!r}
-        current = artifacts.require_complete(final, "extract")
+        current = artifacts.require_complete(final, "extract_transform")
         versions = [p.rstrip("/") for p in tf.io.gfile.glob(final + ".v-*")]
         state = {{
             "current": artifacts.read_text(current + "/part-00000"),
@@ -158,7 +158,7 @@ def test_concurrent_registry_updates_on_gcs_lose_no_blessing(client_process: Cli
 
 
 def test_racing_publishes_on_gcs_keep_the_newer_day(gcp_standins: Any, ctr_spec_path: Path) -> None:
-    """`publish-model` of 11-30 and 12-01 at once, ten rounds, each day's judged model on gs://:
+    """`publish_model` of 11-30 and 12-01 at once, ten rounds, each day's judged model on gs://:
     the 12-01 model is current every round and both blessings are kept."""
     cli = str(Path(sys.executable).parent / "tfpipe-job")
     env = gcp_standins.process_env(TF_CPP_MIN_LOG_LEVEL="2")
@@ -175,7 +175,7 @@ def test_racing_publishes_on_gcs_keep_the_newer_day(gcp_standins: Any, ctr_spec_
                 paths = RunPaths({root!r}, "ctr", ds)
                 with artifacts.staged_output(paths.serving) as out:
                     artifacts.write_text(out + "/saved_model/saved_model.pb", "a model of " + ds)
-                serving = artifacts.require_complete(paths.serving, "export")
+                serving = artifacts.require_complete(paths.serving, "export_serving_model")
                 digest = registry.saved_model_digest(serving)
                 version = registry.model_version(ds, digest)
                 candidate = {{"serving": serving, "model_version": version, "digest": digest}}
@@ -195,7 +195,7 @@ def test_racing_publishes_on_gcs_keep_the_newer_day(gcp_standins: Any, ctr_spec_
         procs = [
             subprocess.Popen(
                 [
-                    *(cli, "publish-model", "--spec", str(ctr_spec_path), "--ds", ds, "--artifact-root", root),
+                    *(cli, "publish_model", "--spec", str(ctr_spec_path), "--ds", ds, "--artifact-root", root),
                     *("--warehouse", gcp_standins.warehouse),
                 ],
                 env=env,
@@ -242,7 +242,7 @@ def test_two_rollbacks_on_gcs_made_on_the_same_state_cannot_both_win(client_proc
             paths = RunPaths(root, "ctr", ds)
             with artifacts.staged_output(paths.serving) as out:
                 artifacts.write_text(out + "/saved_model/saved_model.pb", "a model of " + ds)
-            serving = artifacts.require_complete(paths.serving, "export")
+            serving = artifacts.require_complete(paths.serving, "export_serving_model")
             digest = registry.saved_model_digest(serving)
             candidate = {"serving": serving, "model_version": registry.model_version(ds, digest), "digest": digest}
             evaluation = {"rules": ["PASS"], "metrics": {"new": {"auc": 0.7}}, "config_hash": "c",
@@ -250,7 +250,7 @@ def test_two_rollbacks_on_gcs_made_on_the_same_state_cannot_both_win(client_proc
             with artifacts.staged_output(paths.eval) as out:
                 artifacts.write_json(out + "/evaluation.json", evaluation)
                 artifacts.write_text(out + "/verdict", "blessed\\n")
-            entry = registry.bless_candidate(paths, ds, artifacts.require_complete(paths.eval, "evaluate"),
+            entry = registry.bless_candidate(paths, ds, artifacts.require_complete(paths.eval, "evaluate_gate"),
                                              evaluation, {"kind": registry.NIGHTLY})
             versions[ds] = entry["model_version"]
         paths = RunPaths(root, "ctr", "")

@@ -81,7 +81,7 @@ def test_equivalence_report(ctr_run) -> None:
     assert report["equal"] is True
     assert report["max_abs_diff"] <= 1e-5
     assert set(report["max_abs_diff_by_signature"]) == {"predict_raw", "serving_default"}
-    assert report["rows_compared"] == ctr_run.results["extract"]["eval_rows"]
+    assert report["rows_compared"] == ctr_run.results["extract_transform"]["eval_rows"]
     assert report["tolerance"] == 1e-5 and report["export_config"]["optimize"] is True
     assert report["export_config"]["xla"] is False and report["export_config"]["eigen_matmul"] is True
 
@@ -107,7 +107,7 @@ def _beside(ctr_run, tmp_path: Path) -> str:
 
 def test_xla_option_reports_its_own_tolerance(ctr_run, tmp_path: Path) -> None:
     root = _beside(ctr_run, tmp_path)
-    result = ctr_run.run("export", "--set", "export.xla=true", artifacts=root)
+    result = ctr_run.run("export_serving_model", "--set", "export.xla=true", artifacts=root)
     assert result["exit_code"] == 0
     serving = Path(root) / "ctr" / DS / "serving"
     report = json.loads((serving / "equivalence.json").read_text())
@@ -126,7 +126,7 @@ def test_a_mismatch_fails_the_step_and_publishes_nothing(ctr_run, tmp_path: Path
     monkeypatch.setattr(export, "reference_predictions", lambda *a: reference(*a) + 1e-3)  # a drifted model
     root = _beside(ctr_run, tmp_path)
     with pytest.raises(export.ExportMismatchError, match=r"differs from the trained model by 0\.001 \(> 1e-05"):
-        ctr_run.run("export", artifacts=root)
+        ctr_run.run("export_serving_model", artifacts=root)
     assert not (Path(root) / "ctr" / DS / "serving").exists()
 
 
@@ -220,7 +220,7 @@ def task_export(request: pytest.FixtureRequest, ctr_warehouse, tmp_path_factory:
     (folder / "pipeline.yaml").write_text(yaml.safe_dump(spec))
     root = str(folder.parent.parent / "artifacts")
     results = {}
-    for step in ("extract", "train", "export"):
+    for step in ("extract_transform", "train", "export_serving_model"):
         results[step] = ctr_warehouse.run(step, spec=str(folder / "pipeline.yaml"), artifacts=root)
         assert results[step]["exit_code"] == 0, (step, results[step])
     results["features"] = [f["name"] for f in spec["features"]]
@@ -232,7 +232,7 @@ def test_every_task_exports_equal_to_the_trained_model(task_export) -> None:
     report = json.loads((day / "serving" / "equivalence.json").read_text())
     assert report["equal"] is True and report["tolerance"] == 1e-5
     assert 0 <= report["max_abs_diff"] <= 1e-5
-    assert report["rows_compared"] == results["extract"]["eval_rows"] > 0
+    assert report["rows_compared"] == results["extract_transform"]["eval_rows"] > 0
     summary = (day / "serving" / "signatures.txt").read_text()
     outputs = {"multiclass": ["probabilities", "class_id"], "regression": ["value"]}[task]
     for name in outputs:

@@ -39,7 +39,10 @@ def test_sweep_removes_what_dead_owners_left_and_keeps_the_living(tmp_path: Path
 def test_a_step_stopped_by_sigterm_removes_its_staged_output(ctr_warehouse, tmp_path: Path) -> None:
     root = tmp_path / "artifacts"
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "tfpipe-job"), *ctr_warehouse.args("extract", artifacts=str(root))],
+        [
+            str(Path(sys.executable).parent / "tfpipe-job"),
+            *ctr_warehouse.args("extract_transform", artifacts=str(root)),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -73,11 +73,13 @@ def test_the_score_step_refuses_a_scoring_query_missing_a_feature(
 ) -> None:
     _edit(spec_dir / "score.sql", "  hour,\n", "")
     with pytest.raises(WarehouseError) as err:
-        _context("score", spec_dir / "pipeline.yaml", warehouse, tmp_path)
+        _context("batch_score", spec_dir / "pipeline.yaml", warehouse, tmp_path)
     assert str(err.value).startswith(
         f"{spec_dir / 'score.sql'}: result has no column 'hour' (features in pipeline.yaml); select it in score.sql"
     )
-    _context("extract", spec_dir / "pipeline.yaml", warehouse, tmp_path)  # the training query is not the problem
+    _context(
+        "extract_transform", spec_dir / "pipeline.yaml", warehouse, tmp_path
+    )  # the training query is not the problem
 
 
 def test_the_extract_step_refuses_a_training_query_missing_the_label(
@@ -86,7 +88,7 @@ def test_the_extract_step_refuses_a_training_query_missing_the_label(
     _edit(spec_dir / "train.sql", "  position,\n  clicked\n", "  position\n")
     missing = r"train\.sql: result has no column 'clicked' \(label\.column in pipeline\.yaml\)"
     with pytest.raises(WarehouseError, match=missing):
-        _context("extract", spec_dir / "pipeline.yaml", warehouse, tmp_path)
+        _context("extract_transform", spec_dir / "pipeline.yaml", warehouse, tmp_path)
 
 
 def test_a_step_refuses_its_query_without_ds_unless_the_spec_says_static(
@@ -94,18 +96,18 @@ def test_a_step_refuses_its_query_without_ds_unless_the_spec_says_static(
 ) -> None:
     _edit(spec_dir / "score.sql", "WHERE event_date = @ds", "WHERE event_date = DATE '2026-11-20'")
     with pytest.raises(WarehouseError) as err:
-        _context("score", spec_dir / "pipeline.yaml", warehouse, tmp_path)
+        _context("batch_score", spec_dir / "pipeline.yaml", warehouse, tmp_path)
     assert str(err.value).startswith(
         f"{spec_dir / 'score.sql'}: does not use @ds (it has the date literal(s) 2026-11-20)"
     )
     _edit(spec_dir / "pipeline.yaml", "  table: ctr_scores\n", "  table: ctr_scores\n  static_sql: true\n")
-    _context("score", spec_dir / "pipeline.yaml", warehouse, tmp_path)  # the spec says so: a warning
+    _context("batch_score", spec_dir / "pipeline.yaml", warehouse, tmp_path)  # the spec says so: a warning
 
 
 def test_a_step_never_creates_a_missing_warehouse(spec_dir: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nope.duckdb"
     with pytest.raises(WarehouseError, match="TFPIPE_WAREHOUSE"):
-        _context("score", spec_dir / "pipeline.yaml", f"duckdb://{missing}", tmp_path)
+        _context("batch_score", spec_dir / "pipeline.yaml", f"duckdb://{missing}", tmp_path)
     assert not missing.exists()
 
 

@@ -14,7 +14,7 @@ def test_first_model_is_judged_against_baseline_and_thresholds(ctr_run) -> None:
     assert evaluation["metrics"]["new"]["auc"] > 0.6
     assert evaluation["blessed_model"] is None
     assert any("no blessed model yet" in r for r in evaluation["rules"])
-    assert evaluation["eval_rows"] == ctr_run.results["extract"]["eval_rows"]
+    assert evaluation["eval_rows"] == ctr_run.results["extract_transform"]["eval_rows"]
     assert (ctr_run.day() / "eval" / "evaluation.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -39,13 +39,13 @@ def band_run(ctr_warehouse, price_band_spec, tmp_path_factory: pytest.TempPathFa
         results[f"{name} {ds}"] = result
         return result
 
-    for name in ("extract", "train", "export", "evaluate", "publish-model"):
+    for name in ("extract_transform", "train", "export_serving_model", "evaluate_gate", "publish_model"):
         assert step(name, DAY1)["exit_code"] == 0, results
     weak = ("--set", "train.epochs=1", "--set", "train.learning_rate=0.00001")
-    assert step("extract", DAY2)["exit_code"] == 0
+    assert step("extract_transform", DAY2)["exit_code"] == 0
     assert step("train", DAY2, *weak)["exit_code"] == 0
-    assert step("export", DAY2)["exit_code"] == 0
-    assert step("evaluate", DAY2)["exit_code"] == 0
+    assert step("export_serving_model", DAY2)["exit_code"] == 0
+    assert step("evaluate_gate", DAY2)["exit_code"] == 0
     return {"root": Path(root) / "price_band", "results": results, "spec": spec}
 
 
@@ -109,7 +109,7 @@ def test_weak_model_is_refused_against_the_blessed_one(band_run: dict) -> None:
     assert set(matrices) == {"axes", "new", "blessed"}
     day1_correct = sum(matrices["blessed"][name][name] for name in BANDS)
     assert day1_correct / evaluation["eval_rows"] == pytest.approx(blessed["accuracy"])
-    published = band_run["results"]["publish-model " + DAY1]
+    published = band_run["results"]["publish_model " + DAY1]
     assert blessed["accuracy"] > 0.5 and published["ds"] == DAY1
 
 
@@ -152,8 +152,8 @@ def test_the_prediction_gate_compares_predicted_class_shares(band_run: dict, ctr
     where = {"spec": band_run["spec"], "artifacts": str(band_run["root"].parent)}
     gates = {}
     for ds in (DAY1, DAY2):
-        run.run("score", ds=ds, **where)
-        gates[ds] = run.run("publish-scores", ds=ds, **where)["prediction_gate"]
+        run.run("batch_score", ds=ds, **where)
+        gates[ds] = run.run("publish_scores", ds=ds, **where)["prediction_gate"]
     assert gates[DAY1]["reference_ds"] is None and "class_share_change" not in gates[DAY1]["measures"]
     assert gates[DAY2]["verdict"] == "passed" and gates[DAY2]["reference_ds"] == DAY1
 
@@ -179,5 +179,5 @@ def test_the_prediction_gate_compares_predicted_class_shares(band_run: dict, ctr
         match=r"class_share_change \S+ is above score.max_class_share_change 0.2 "
         rf"\(class {rarest}: 1.0000 of the rows vs",
     ):
-        run.run("publish-scores", ds=DAY2, **where)
+        run.run("publish_scores", ds=DAY2, **where)
     assert shares(DAY2) == day2  # the published day 2 stays as it was

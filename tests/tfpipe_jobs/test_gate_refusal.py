@@ -35,20 +35,20 @@ def test_noise_labels_are_refused_and_scoring_uses_the_old_model(ctr_run, spec_d
     run = ctr_run.__class__(tmp_path)
     run.spec = spec
 
-    for step in ("extract", "train", "export"):
+    for step in ("extract_transform", "train", "export_serving_model"):
         assert run.run(step, ds=NEXT_DS)["exit_code"] == 0, step
-    verdict = run.run("evaluate", ds=NEXT_DS)
+    verdict = run.run("evaluate_gate", ds=NEXT_DS)
     assert verdict["verdict"] == "refused"
     assert 0.4 < verdict["new"]["auc"] < 0.6
     assert any(r.startswith("FAIL lift over baseline") for r in verdict["rules"])
 
-    published = run.run("publish-model", ds=NEXT_DS)
+    published = run.run("publish_model", ds=NEXT_DS)
     assert published["exit_code"] == 99 and "the gate refused the model of 2026-11-22" in published["skipped"]
     assert json.loads((root / "ctr" / "registry" / "blessed.json").read_text()) == blessed_before
 
-    scored = run.run("score", ds=NEXT_DS)
+    scored = run.run("batch_score", ds=NEXT_DS)
     assert scored["model_version"] == blessed_before["model_version"]
-    assert run.run("publish-scores", ds=NEXT_DS)["rows"] == 500
+    assert run.run("publish_scores", ds=NEXT_DS)["rows"] == 500
     with run.duckdb() as con:
         versions = con.execute("SELECT DISTINCT ds, model_version FROM ctr_scores ORDER BY ds").fetchall()
     assert [(str(d), v) for d, v in versions] == [
@@ -73,14 +73,14 @@ def test_a_refused_same_day_retrain_never_scores_under_the_blessed_name(ctr_run,
     blessed = json.loads((root / "ctr" / "registry" / "blessed.json").read_text())
 
     assert run.run("train", "--set", "train.learning_rate=10", "--set", "train.epochs=1")["exit_code"] == 0
-    exported = run.run("export")
+    exported = run.run("export_serving_model")
     assert exported["model_version"] != blessed["model_version"]
-    verdict = run.run("evaluate")
+    verdict = run.run("evaluate_gate")
     assert verdict["verdict"] == "refused", verdict["rules"]
     assert verdict["compared_with"] == blessed["model_version"] != verdict["model_version"]
-    assert run.run("publish-model")["exit_code"] == 99
+    assert run.run("publish_model")["exit_code"] == 99
 
-    scored = run.run("score")
+    scored = run.run("batch_score")
     assert scored["model_version"] == blessed["model_version"]
 
     def probabilities(day: Path) -> list[float]:

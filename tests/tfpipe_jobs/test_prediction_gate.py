@@ -60,7 +60,7 @@ def test_every_score_the_same_is_refused_and_nothing_is_published(ctr_run, copie
     _scores(ctr_run, copied, NEXT, lambda p: np.full_like(p, 0.5))
     before = _state(copied)
     with pytest.raises(PredictionGateError) as caught:
-        copied.run("publish-scores", ds=NEXT)
+        copied.run("publish_scores", ds=NEXT)
     message = str(caught.value)
     assert "score_std 0 is below score.min_score_std 1e-06 (every score is 0.5)" in message
     assert "Nothing was published" in message and "ctr_scores_latest stay as they were" in message
@@ -78,7 +78,7 @@ def test_a_shifted_distribution_is_refused(ctr_run, copied) -> None:
     _scores(ctr_run, copied, NEXT, lambda p: np.clip(p * 2, 0, 1))
     before = _state(copied)
     with pytest.raises(PredictionGateError, match=r"score_psi \S+ is above score.max_score_psi 0.25") as caught:
-        copied.run("publish-scores", ds=NEXT)
+        copied.run("publish_scores", ds=NEXT)
     assert _state(copied) == before
     report = _report(copied, NEXT)
     measures = _measures(report)
@@ -90,7 +90,7 @@ def test_a_shifted_distribution_is_refused(ctr_run, copied) -> None:
 def test_the_psi_is_that_of_the_previous_partitions_deciles(ctr_run, copied) -> None:
     """Recomputed here from the published rows: NTILE deciles of DS, the shifted day counted in them."""
     _scores(ctr_run, copied, NEXT, lambda p: p * 1.2)
-    result = copied.run("publish-scores", "--set", "score.max_score_psi=100", ds=NEXT)
+    result = copied.run("publish_scores", "--set", "score.max_score_psi=100", ds=NEXT)
     assert result["prediction_gate"]["verdict"] == "passed"
     with copied.duckdb() as con:
         rows = con.execute("SELECT probability FROM ctr_scores WHERE ds = $d", {"d": DS}).fetchall()
@@ -120,8 +120,8 @@ def test_consecutive_sample_days_pass(ctr_run, copied) -> None:
         shutil.copytree(Path(ctr_run.artifacts) / "ctr" / folder, Path(copied.artifacts) / "ctr" / folder)
     seen = {}
     for ds in (NEXT, end.isoformat()):
-        copied.run("score", ds=ds)
-        result = copied.run("publish-scores", ds=ds)
+        copied.run("batch_score", ds=ds)
+        result = copied.run("publish_scores", ds=ds)
         gate = result["prediction_gate"]
         assert gate["verdict"] == "passed" and not gate["overridden"], gate
         seen[ds] = gate["measures"]
@@ -135,7 +135,7 @@ def test_the_override_publishes_and_is_recorded(ctr_run, copied, caplog: pytest.
     _scores(ctr_run, copied, NEXT, lambda p: np.full_like(p, 0.5))
     caplog.set_level(logging.WARNING, logger="tfpipe_jobs.prediction_gate")
     # as the Airflow trigger form passes it
-    result = copied.run("publish-scores", "--run-params", '{"score_override_prediction_gate": true}', ds=NEXT)
+    result = copied.run("publish_scores", "--run-params", '{"score_override_prediction_gate": true}', ds=NEXT)
     assert result["rows"] == 500 and _state(copied) == [(DS, 500), (NEXT, 500), ("latest", NEXT)]
     gate = result["prediction_gate"]
     assert gate["verdict"] == "overridden" and gate["overridden"] is True and "score_std" in gate["failed"]
@@ -151,7 +151,7 @@ def test_the_first_day_passes_with_a_note(ctr_run, copied) -> None:
         con.execute("DROP VIEW ctr_scores_latest")
         con.execute("DROP TABLE ctr_scores")
     ctr_run.write_scores(Path(copied.artifacts), DS, 500)
-    result = copied.run("publish-scores")
+    result = copied.run("publish_scores")
     gate = result["prediction_gate"]
     assert gate["verdict"] == "passed" and gate["reference_ds"] is None
     assert set(gate["measures"]) == {"score_std", "missing_or_unseen_share"}
@@ -163,7 +163,7 @@ def test_the_first_day_passes_with_a_note(ctr_run, copied) -> None:
 def test_a_rerun_is_compared_with_the_day_before_not_itself(ctr_run, copied) -> None:
     """DS's own partition is what a rerun replaces; with none before it the rerun is a first day again."""
     ctr_run.write_scores(Path(copied.artifacts), DS, 500)
-    gate = copied.run("publish-scores")["prediction_gate"]
+    gate = copied.run("publish_scores")["prediction_gate"]
     assert gate["reference_ds"] is None and gate["verdict"] == "passed"
 
 
@@ -180,7 +180,7 @@ def test_a_new_model_is_not_compared_with_the_old_models_day(ctr_run, copied) ->
     index = table.schema.get_field_index("model_version")
     new_version = pa.array([summary["model_version"]] * table.num_rows, pa.string())
     pq.write_table(table.set_column(index, "model_version", new_version), part)
-    assert copied.run("publish-scores", ds=NEXT)["exit_code"] == 0
+    assert copied.run("publish_scores", ds=NEXT)["exit_code"] == 0
     report = _report(copied, NEXT)
     assert report["verdict"] == "passed" and "score_psi" not in _measures(report)
     assert any("a model change moves the distribution" in note for note in report["notes"]), report["notes"]

@@ -30,10 +30,10 @@ def test_first_blessed_model_is_an_immutable_version(ctr_run) -> None:
     assert entry["serving"] == str(folder) and (folder / "_SUCCESS").exists()
     assert registry.saved_model_digest(str(folder)) == digest
     assert [e["model_version"] for e in entry["history"]] == [entry["model_version"]]
-    published = ctr_run.results["publish-model"]
+    published = ctr_run.results["publish_model"]
     assert published["model_version"] == entry["model_version"] == published["current"]
-    assert ctr_run.results["export"]["model_version"] == entry["model_version"]
-    assert ctr_run.results["score"]["model_version"] == entry["model_version"]
+    assert ctr_run.results["export_serving_model"]["model_version"] == entry["model_version"]
+    assert ctr_run.results["batch_score"]["model_version"] == entry["model_version"]
 
 
 def test_refused_model_is_skipped_and_registry_kept(ctr_run, judge, tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_refused_model_is_skipped_and_registry_kept(ctr_run, judge, tmp_path: Pa
     shutil.copytree(Path(ctr_run.artifacts) / "ctr" / "registry", root / "ctr" / "registry")
     before = (root / "ctr" / "registry" / "blessed.json").read_text()
     judge(root, "2026-11-22", "refused")
-    result = ctr_run.run("publish-model", ds="2026-11-22", artifacts=str(root))
+    result = ctr_run.run("publish_model", ds="2026-11-22", artifacts=str(root))
     assert result["exit_code"] == 99
     assert "the gate refused the model of 2026-11-22: FAIL lift over baseline" in result["skipped"]
     assert (root / "ctr" / "registry" / "blessed.json").read_text() == before
@@ -52,8 +52,8 @@ def test_an_older_day_is_blessed_for_itself_and_never_replaces_a_newer(ctr_run, 
     root = tmp_path / "artifacts"
     for ds in ("2026-11-21", "2026-11-20", "2026-11-23"):
         judge(root, ds, "blessed")
-    newer = ctr_run.run("publish-model", ds="2026-11-21", artifacts=str(root))
-    older = ctr_run.run("publish-model", ds="2026-11-20", artifacts=str(root))
+    newer = ctr_run.run("publish_model", ds="2026-11-21", artifacts=str(root))
+    older = ctr_run.run("publish_model", ds="2026-11-20", artifacts=str(root))
     assert older["exit_code"] == 0 and older["current"] == newer["model_version"]
     doc = _registry(root)
     assert doc["ds"] == "2026-11-21" and [e["ds"] for e in doc["history"]] == ["2026-11-20", "2026-11-21"]
@@ -64,7 +64,7 @@ def test_an_older_day_is_blessed_for_itself_and_never_replaces_a_newer(ctr_run, 
     assert registry.blessed_as_of(paths, "2026-11-19") is None
     with pytest.raises(registry.NoBlessedModelError, match="on or before 2026-11-19.*never scores an older day"):
         registry.require_blessed_as_of(paths, "2026-11-19")
-    latest = ctr_run.run("publish-model", ds="2026-11-23", artifacts=str(root))
+    latest = ctr_run.run("publish_model", ds="2026-11-23", artifacts=str(root))
     assert latest["exit_code"] == 0 and _registry(root)["model_version"] == latest["model_version"]
 
 
@@ -75,7 +75,7 @@ def test_publish_refuses_a_serving_folder_changed_after_the_gate(ctr_run, judge,
     with open(Path(candidate["serving"]) / "saved_model" / "saved_model.pb", "ab") as f:
         f.write(b"\0")
     with pytest.raises(registry.ModelIntegrityError, match="changed after evaluate_gate judged it"):
-        ctr_run.run("publish-model", ds="2026-11-22", artifacts=str(root))
+        ctr_run.run("publish_model", ds="2026-11-22", artifacts=str(root))
     assert not (root / "ctr" / "registry" / "blessed.json").exists()
     assert not list((root / "ctr").glob("models/*"))  # the staged copy is gone too
 
@@ -84,11 +84,11 @@ def test_a_damaged_registry_names_the_repair_and_the_repair_works(ctr_run, judge
     root = tmp_path / "artifacts"
     for ds in ("2026-11-20", "2026-11-21"):
         judge(root, ds, "blessed")
-        assert ctr_run.run("publish-model", ds=ds, artifacts=str(root))["exit_code"] == 0
+        assert ctr_run.run("publish_model", ds=ds, artifacts=str(root))["exit_code"] == 0
     good = _registry(root)
     blessed = root / "ctr" / "registry" / "blessed.json"
     blessed.write_text('{"ds": "2026-11-21",\n')
-    for step in ("publish-model", "score"):
+    for step in ("publish_model", "batch_score"):
         with pytest.raises(registry.RegistryCorruptError, match="not valid JSON.*tfpipe-job rebuild-registry"):
             ctr_run.run(step, ds="2026-11-21", artifacts=str(root))
     from tfpipe_jobs import cli
@@ -126,7 +126,7 @@ def test_concurrent_blessings_in_threads_lose_no_update(ctr_run, tmp_path: Path)
 
 
 def test_twenty_rounds_of_racing_publishes_keep_the_newer_day(ctr_run, judge, tmp_path: Path) -> None:
-    """Two `publish-model` processes at once, 11-30 and 12-01: the 12-01 model is current every round."""
+    """Two `publish_model` processes at once, 11-30 and 12-01: the 12-01 model is current every round."""
     cli = [str(Path(sys.executable).parent / "tfpipe-job")]  # the installed command, as Airflow runs it
     env = {**os.environ, "TFPIPE_JOB_CLI": ""}
     for round_ in range(20):
@@ -134,7 +134,7 @@ def test_twenty_rounds_of_racing_publishes_keep_the_newer_day(ctr_run, judge, tm
         versions = {ds: judge(root, ds, "blessed")["model_version"] for ds in ("2026-11-30", "2026-12-01")}
         procs = [
             subprocess.Popen(
-                [*cli, *ctr_run.args("publish-model", ds, artifacts=str(root))], env=env, stdout=subprocess.DEVNULL
+                [*cli, *ctr_run.args("publish_model", ds, artifacts=str(root))], env=env, stdout=subprocess.DEVNULL
             )
             for ds in (("2026-12-01", "2026-11-30") if round_ % 2 else ("2026-11-30", "2026-12-01"))
         ]

@@ -40,7 +40,7 @@ def _bless(ctr_run, judge, root: Path, *days: str) -> dict[str, str]:
     versions = {}
     for ds in days:
         versions[ds] = judge(root, ds, "blessed")["model_version"]
-        assert ctr_run.run("publish-model", ds=ds, artifacts=str(root))["exit_code"] == 0
+        assert ctr_run.run("publish_model", ds=ds, artifacts=str(root))["exit_code"] == 0
     return versions
 
 
@@ -77,7 +77,7 @@ def test_a_rollback_scores_the_older_version_from_its_day_on_until_a_newer_bless
     )
     assert entry["digest"] == registry.read_registry(RunPaths(str(root), "ctr", ""))["history"][0]["digest"]  # type: ignore[index]
     # the score step itself scores the rolled-back day with the older model's files
-    scored = ctr_run.run("score", ds="2026-11-21", artifacts=str(root))
+    scored = ctr_run.run("batch_score", ds="2026-11-21", artifacts=str(root))
     assert scored["exit_code"] == 0 and scored["model_version"] == v["2026-11-18"]
     summary = json.loads((root / "ctr" / "2026-11-21" / "scores" / "summary.json").read_text())
     assert summary["model_version"] == v["2026-11-18"] and summary["rows"] > 0
@@ -124,7 +124,7 @@ def test_a_rollback_defaults_to_the_current_day_and_a_later_event_of_that_day_wi
     assert result["from_ds"] == "2026-11-20" and result["who"] == "bob"
     assert _scores(root, "2026-11-19") == v["2026-11-18"] and _scores(root, "2026-11-20") == v["2026-11-18"]
     # a rerun of the day's publish_model is a later event of the same ds: it wins, the rollback stays recorded
-    assert ctr_run.run("publish-model", ds="2026-11-20", artifacts=str(root))["exit_code"] == 0
+    assert ctr_run.run("publish_model", ds="2026-11-20", artifacts=str(root))["exit_code"] == 0
     assert _scores(root, "2026-11-20") == v["2026-11-20"]
     doc = registry.read_registry(RunPaths(str(root), "ctr", ""))
     assert doc is not None
@@ -135,7 +135,7 @@ def test_a_refused_model_blessed_by_hand_records_the_refusal_and_scores_its_day(
     root = tmp_path / "artifacts"
     v = _bless(ctr_run, judge, root, "2026-11-18")
     refused = judge(root, "2026-11-20", "refused")
-    assert ctr_run.run("publish-model", ds="2026-11-20", artifacts=str(root))["exit_code"] == 99
+    assert ctr_run.run("publish_model", ds="2026-11-20", artifacts=str(root))["exit_code"] == 99
     assert _scores(root, "2026-11-20") == v["2026-11-18"]
     result, _ = _registry(
         ctr_run, root, "bless", "--ds", "2026-11-20", "--reason", "holiday traffic, offline check ok", "--who", "carol",
@@ -150,7 +150,7 @@ def test_a_refused_model_blessed_by_hand_records_the_refusal_and_scores_its_day(
     assert result["serving"] == str(folder) and registry.saved_model_digest(str(folder)) == refused["digest"]
     assert _scores(root, "2026-11-20") == refused["model_version"]
     assert _scores(root, "2026-11-19") == v["2026-11-18"]
-    scored = ctr_run.run("score", ds="2026-11-20", artifacts=str(root))
+    scored = ctr_run.run("batch_score", ds="2026-11-20", artifacts=str(root))
     assert scored["exit_code"] == 0 and scored["model_version"] == refused["model_version"]
     _, text = _registry(ctr_run, root, "list", "--ds", "2026-11-20")
     assert f"2026-11-20  manual    {refused['model_version']}" in text

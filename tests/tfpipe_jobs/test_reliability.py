@@ -128,7 +128,7 @@ class Case:
 CASES = [
     Case(
         "damaged registry, scoring",
-        "score",
+        "batch_score",
         damage_registry,
         r"blessed.json is not valid JSON .*tfpipe-job rebuild-registry",
         registry.RegistryCorruptError,
@@ -136,7 +136,7 @@ CASES = [
     ),
     Case(
         "damaged registry, publishing a model",
-        "publish-model",
+        "publish_model",
         damage_registry,
         r"blessed.json is not valid JSON .*tfpipe-job rebuild-registry",
         registry.RegistryCorruptError,
@@ -144,7 +144,7 @@ CASES = [
     ),
     Case(
         "blessed model's files changed",
-        "score",
+        "batch_score",
         tamper_blessed_model,
         r"no longer holds model version 2026-11-21-[0-9a-f]{16}.*rerun the day's export_serving_model",
         registry.ModelIntegrityError,
@@ -152,27 +152,27 @@ CASES = [
     ),
     Case(
         "serving folder replaced after the gate judged it",
-        "publish-model",
+        "publish_model",
         replace_judged_serving,
         r"serving changed after evaluate_gate judged it .*rerun evaluate_gate",
         registry.ModelIntegrityError,
     ),
     Case(
         "refused model",
-        "publish-model",
+        "publish_model",
         refuse_the_day,
         r"the gate refused the model of 2026-11-21",
         error=None,
     ),
     Case(
         "an empty day replacing a published one",
-        "publish-scores",
+        "publish_scores",
         no_rows_today,
         r"0 rows to publish for ds=2026-11-21 \(the partition it replaces holds 500\).*Nothing was changed",
     ),
     Case(
         "a day far smaller than the previous",
-        "publish-scores",
+        "publish_scores",
         shrink_tomorrow,
         r"120 rows to publish for ds=2026-11-22, fewer than score.min_rows_vs_previous 0.5 of the 500 rows of the "
         r"previous partition.*score.allow_fewer_rows=true",
@@ -180,14 +180,14 @@ CASES = [
     ),
     Case(
         "a scoring query with no rows for the day",
-        "score",
+        "batch_score",
         nothing,
         r"score.sql: the scoring query returned no rows for ds 2026-11-25.*score.allow_fewer_rows=true",
         ds="2026-11-25",
     ),
     Case(
         "a day in the future",
-        "score",
+        "batch_score",
         nothing,
         r"--ds \S+ is in the future",
         SystemExit,
@@ -195,13 +195,13 @@ CASES = [
     ),
     Case(
         "a wrong warehouse path",
-        "publish-scores",
+        "publish_scores",
         wrong_warehouse,
         r"warehouse-typo.duckdb does not exist.*--warehouse",
     ),
     Case(
         "training SQL with a hard-coded date instead of @ds",
-        "extract",
+        "extract_transform",
         lambda box: (
             box.edit("train.sql", "DATE_SUB(@ds, INTERVAL @lookback_days DAY) AND @ds", "'2026-11-19' AND '2026-11-20'")
             or []
@@ -210,13 +210,13 @@ CASES = [
     ),
     Case(
         "a syntax error in the training SQL",
-        "extract",
+        "extract_transform",
         lambda box: box.edit("train.sql", "SELECT", "SELEC") or [],
         r"train.sql:\d+: ",
     ),
     Case(
         "a scoring query missing a feature",
-        "score",
+        "batch_score",
         lambda box: box.edit("score.sql", "  hour,\n", "") or [],
         r"score.sql: result has no column 'hour' \(features in pipeline.yaml\); select it in score.sql",
     ),

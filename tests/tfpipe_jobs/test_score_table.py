@@ -57,7 +57,7 @@ def _published(run) -> list[tuple[str, str, float]]:
 
 
 def test_top_k_per_group_keeps_the_best_rows(ctr_run, top3) -> None:
-    result = top3.run("publish-scores")
+    result = top3.run("publish_scores")
     expected = _expected(ctr_run, 3)
     assert _published(top3) == expected
     assert result["rows"] == len(expected) < result["rows_scored"] == 500
@@ -65,7 +65,7 @@ def test_top_k_per_group_keeps_the_best_rows(ctr_run, top3) -> None:
     assert len(expected) == sum(min(3, n) for n in _rows_per_user(ctr_run).values())
     assert len(users) == len(_rows_per_user(ctr_run))  # every user keeps at least one row
     # a rerun of the day publishes the same rows, not twice as many
-    top3.run("publish-scores")
+    top3.run("publish_scores")
     assert _published(top3) == expected
     with top3.duckdb() as con:
         assert con.execute("SELECT count(*) FROM ctr_scores_latest").fetchone()[0] == len(expected)
@@ -131,11 +131,11 @@ def _counts(run) -> list[tuple[str, int]]:
 
 def test_a_day_that_really_is_small_is_published_when_allowed(copied, ctr_run) -> None:
     ctr_run.write_scores(Path(copied.artifacts), "2026-11-22", 100)
-    result = copied.run("publish-scores", "--set", "score.allow_fewer_rows=true", ds="2026-11-22")
+    result = copied.run("publish_scores", "--set", "score.allow_fewer_rows=true", ds="2026-11-22")
     assert result["rows"] == 100
     assert _counts(copied) == [(DS, 500), ("2026-11-22", 100), ("latest", "2026-11-22")]
 
 
 def test_a_day_within_the_threshold_is_published(copied, ctr_run) -> None:
     ctr_run.write_scores(Path(copied.artifacts), "2026-11-22", 250)
-    assert copied.run("publish-scores", ds="2026-11-22")["rows"] == 250
+    assert copied.run("publish_scores", ds="2026-11-22")["rows"] == 250

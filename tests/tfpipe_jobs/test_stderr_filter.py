@@ -36,7 +36,7 @@ def test_only_the_known_cuda_lines_are_dropped() -> None:
 def _score(ctr_run, tmp_path: Path, command: list[str]) -> str:
     root = tmp_path / "artifacts"
     shutil.copytree(ctr_run.artifacts, root)
-    argv = [*command, *ctr_run.args("score", artifacts=str(root))]
+    argv = [*command, *ctr_run.args("batch_score", artifacts=str(root))]
     # cwd: outside the source tree, so `tfpipe_jobs` is the installed package (beam_jobs mapped in)
     run = subprocess.run(argv, capture_output=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr.decode()[-3000:]
@@ -63,7 +63,7 @@ def test_the_same_run_without_the_filter_prints_the_line(ctr_run, tmp_path: Path
 def test_a_failing_jobs_traceback_still_reaches_stderr(ctr_warehouse, tmp_path: Path) -> None:
     """Python prints an uncaught error as the process ends: the filter passes it before it exits."""
     job = str(Path(sys.executable).parent / "tfpipe-job")
-    argv = [job, *ctr_warehouse.args("score", artifacts=str(tmp_path / "empty"))]
+    argv = [job, *ctr_warehouse.args("batch_score", artifacts=str(tmp_path / "empty"))]
     run = subprocess.run(argv, capture_output=True, timeout=600, cwd=tmp_path)
     stderr = run.stderr.decode()
     assert run.returncode == 1

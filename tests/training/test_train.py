@@ -47,7 +47,7 @@ def test_model_package(ctr_run) -> None:
 
 def test_eval_auc_close_to_bayes_optimal(ctr_run) -> None:
     """Loose bound on 6K rows; the benchmark reports the ratio at 1M rows."""
-    new_auc = ctr_run.results["evaluate"]["new"]["auc"]
+    new_auc = ctr_run.results["evaluate_gate"]["new"]["auc"]
     keys = pq.read_table(ctr_run.day() / "data" / "eval_raw").column("event_id").to_pylist()
     with ctr_run.duckdb() as con:
         con.execute("CREATE TEMP TABLE k (event_id VARCHAR)")
