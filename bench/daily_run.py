@@ -48,7 +48,7 @@ def _time(text: str | None) -> datetime | None:
 
 def job_startup_seconds() -> float:
     """A job process that imports the heaviest step's modules and exits (median of three)."""
-    code = "import tfpipe_jobs.cli, tfpipe_jobs.beam_jobs.extract_transform"
+    code = "import tfpipe_jobs.cli, tfpipe_jobs.beam_jobs.extract_transform.pipeline"
     python = JOB_CLI.parent / "python"
     runs = []
     for _ in range(3):

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from common import REPO, SPEC, Workspace, fresh_workspace
 
-from tfpipe_jobs import sample_data
+from tfpipe_jobs.tools import sample_data
 
 DS = date(2026, 11, 21)
 BIG = 4096
@@ -56,7 +56,8 @@ def build_variants(ws: Workspace) -> tuple[dict[str, str], Any, Any]:
     import tensorflow_transform as tft
     import tf_keras as keras
 
-    from tfpipe_jobs.serving_export import export
+    from tfpipe_jobs import eval_rows
+    from tfpipe_jobs.serving_export import export_serving_model as export
     from tfpipe_operators.spec import ExportConfig, load_spec
 
     spec = load_spec(SPEC)
@@ -74,7 +75,7 @@ def build_variants(ws: Workspace) -> tuple[dict[str, str], Any, Any]:
         print(f"  built {name:<8} in {time.perf_counter() - started:5.1f}s", flush=True)
     paths["floor"] = str(ws.root / "variants" / "floor")
     save_floor(spec, paths["floor"])
-    return paths, spec, export.read_eval_raw(str(day / "data"), max_rows=20_000)
+    return paths, spec, eval_rows.read_eval_raw(str(day / "data"), max_rows=20_000)
 
 
 def save_floor(spec: Any, path: str) -> None:
@@ -82,7 +83,7 @@ def save_floor(spec: Any, path: str) -> None:
     signature from Python costs, whatever the model (no variant can go below it)."""
     import tensorflow as tf
 
-    from tfpipe_jobs.serving_export.export import _TF_TYPES
+    from tfpipe_jobs.serving_export.export_serving_model import _TF_TYPES
 
     raw_specs = {f.name: tf.TensorSpec([None], _TF_TYPES[f.raw_type], name=f.name) for f in spec.raw_features}
 
@@ -143,8 +144,8 @@ def summarise(times: dict[str, list[np.ndarray]], metric: str, rows: int, result
 def measure(paths: dict[str, str], spec: Any, table: Any, n_calls: int) -> tuple[Figures, Ratios]:
     import tensorflow as tf
 
-    from tfpipe_jobs.beam_jobs.arrow_batches import model_inputs
-    from tfpipe_jobs.serving_export.export import raw_examples
+    from tfpipe_jobs.arrow_batches import model_inputs
+    from tfpipe_jobs.serving_export.export_serving_model import raw_examples
 
     examples = raw_examples(spec, table)
     raw = model_inputs(spec, table)

@@ -33,8 +33,9 @@ LAYERS = ("TFE_Py_ExecuteCancelable", "KernelAndDeviceFunc::Run", "ExecutorState
 def batch_one_inputs(signature: str, calls: int) -> list[dict[str, Any]]:
     import tensorflow as tf
 
-    from tfpipe_jobs.beam_jobs.arrow_batches import model_inputs
-    from tfpipe_jobs.serving_export.export import raw_examples, read_eval_raw
+    from tfpipe_jobs.arrow_batches import model_inputs
+    from tfpipe_jobs.eval_rows import read_eval_raw
+    from tfpipe_jobs.serving_export.export_serving_model import raw_examples
     from tfpipe_operators.spec import load_spec
 
     spec = load_spec(SPEC)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import SPEC, fresh_workspace, run_measured
 
-from tfpipe_jobs import sample_data
+from tfpipe_jobs.tools import sample_data
 
 DS = date(2026, 11, 21)
 

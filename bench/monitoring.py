@@ -26,11 +26,12 @@ from pathlib import Path
 
 from common import SPEC, fresh_workspace
 
-from tfpipe_jobs import artifacts, sample_data
+from tfpipe_jobs import artifacts
 from tfpipe_jobs.artifacts import RunPaths
-from tfpipe_jobs.beam_jobs import data_stats
+from tfpipe_jobs.beam_jobs.extract_transform import data_stats
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.monitoring import extract_checks, skew
+from tfpipe_jobs.tools import sample_data
 from tfpipe_operators.spec import load_spec, resolve_config
 from tfpipe_operators.warehouse import open_warehouse
 

@@ -24,7 +24,7 @@ from datetime import date, timedelta
 
 from common import bless_small_model, fresh_workspace
 
-from tfpipe_jobs import sample_data
+from tfpipe_jobs.tools import sample_data
 from tfpipe_operators.spec import ScoreConfig
 
 BASE_DS = date(2026, 11, 20)
@@ -36,8 +36,8 @@ def raw_throughput(ws, ds: date, rows: int, batch_rows: int) -> float:
     import tensorflow as tf
     from common import SPEC
 
+    from tfpipe_jobs.arrow_batches import model_inputs
     from tfpipe_jobs.artifacts import RunPaths
-    from tfpipe_jobs.beam_jobs.arrow_batches import model_inputs
     from tfpipe_jobs.registry import require_blessed_as_of
     from tfpipe_operators.spec import load_spec
     from tfpipe_operators.warehouse import open_warehouse

@@ -21,7 +21,7 @@ from datetime import date
 
 from common import SPEC, fresh_workspace
 
-from tfpipe_jobs import sample_data
+from tfpipe_jobs.tools import sample_data
 
 DS = date(2026, 11, 21)
 
@@ -94,7 +94,7 @@ def architecture_rate(data_dir: str, architecture: str) -> float:
     import tensorflow_transform as tft
     import tf_keras as keras
 
-    from tfpipe_jobs.beam_jobs.preprocessing import cardinality
+    from tfpipe_jobs.preprocessing import cardinality
     from tfpipe_jobs.training import input_pipeline, models
 
     spec, cfg = _spec_train_config(architecture=architecture)

@@ -171,7 +171,7 @@ def ctr_warehouse(tmp_path_factory: pytest.TempPathFactory) -> CtrRun:
     """Sample data only: 3 days of events up to DS (lookback 2 days reads all of them)."""
     from datetime import date
 
-    from tfpipe_jobs import sample_data
+    from tfpipe_jobs.tools import sample_data
 
     run = CtrRun(tmp_path_factory.mktemp("ctr"))
     sample_data.generate(

@@ -11,6 +11,7 @@ gate refused the model, so there is nothing to publish).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -78,7 +79,7 @@ def _run_params(text: str, overridable: list[str], where: str) -> dict[str, Any]
 
 
 def _context(args: argparse.Namespace) -> Any:
-    from tfpipe_jobs import tuned_config
+    from tfpipe_jobs import select_trial
     from tfpipe_jobs.artifacts import RunPaths
     from tfpipe_jobs.context import JobContext
     from tfpipe_operators.spec import load_spec, resolve_config, spec_queries
@@ -96,7 +97,7 @@ def _context(args: argparse.Namespace) -> Any:
         raise SystemExit(f"--variant {args.variant!r}: {spec.path} has no such variant (it defines: {known})")
     variant = run_variant or args.variant or None
     paths = RunPaths(root=args.artifact_root, pipeline=spec.pipeline, ds=args.ds.isoformat(), trial=args.trial)
-    tuned = None if args.ignore_tuned else tuned_config.read(paths)
+    tuned = None if args.ignore_tuned else select_trial.read(paths)
     config = resolve_config(
         spec,
         variant=variant,
@@ -132,46 +133,24 @@ def _with_beam_job(result: dict[str, Any]) -> dict[str, Any]:
     return {**result, **runner.launched_jobs()}
 
 
-def _extract(args: argparse.Namespace) -> dict[str, Any]:
-    from tfpipe_jobs.beam_jobs import extract_transform
-
-    return _with_beam_job(extract_transform.run(_context(args)))
-
-
-def _train(args: argparse.Namespace) -> dict[str, Any]:
-    from tfpipe_jobs.training import train
-
-    return train.run(_context(args))
-
-
-def _export(args: argparse.Namespace) -> dict[str, Any]:
-    from tfpipe_jobs.serving_export import export
-
-    return export.run(_context(args))
+# Each step's code: a module (or package) named for its task id whose `run(ctx)` is the step.
+# Imported when the step runs: a command loads TensorFlow or Beam only when it needs them.
+STEP_MODULES = {
+    "extract_transform": "tfpipe_jobs.beam_jobs.extract_transform",
+    "train": "tfpipe_jobs.training.train",
+    "export_serving_model": "tfpipe_jobs.serving_export.export_serving_model",
+    "evaluate_gate": "tfpipe_jobs.evaluate_gate",
+    "publish_model": "tfpipe_jobs.publish_model",
+    "batch_score": "tfpipe_jobs.beam_jobs.batch_score",
+    "publish_scores": "tfpipe_jobs.publish_scores",
+    "select_trial": "tfpipe_jobs.select_trial",
+}
 
 
-def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from tfpipe_jobs import gate
-
-    return gate.run(_context(args))
-
-
-def _publish_model(args: argparse.Namespace) -> dict[str, Any]:
-    from tfpipe_jobs import registry
-
-    return registry.publish(_context(args))
-
-
-def _score(args: argparse.Namespace) -> dict[str, Any]:
-    from tfpipe_jobs.beam_jobs import batch_score
-
-    return _with_beam_job(batch_score.run(_context(args)))
-
-
-def _publish_scores(args: argparse.Namespace) -> dict[str, Any]:
-    from tfpipe_jobs import score_table
-
-    return score_table.publish(_context(args))
+def _run_step(args: argparse.Namespace) -> dict[str, Any]:
+    step = importlib.import_module(STEP_MODULES[args.command])
+    result: dict[str, Any] = step.run(_context(args))
+    return _with_beam_job(result) if STEPS[args.command].dataflow else result
 
 
 def _rebuild_registry(args: argparse.Namespace) -> dict[str, Any]:
@@ -213,14 +192,8 @@ def _registry(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"tfpipe-job registry {args.action}: {exc}") from None
 
 
-def _select_trial(args: argparse.Namespace) -> dict[str, Any]:
-    from tfpipe_jobs import tuned_config
-
-    return tuned_config.select(_context(args))
-
-
 def _sample_data(args: argparse.Namespace) -> dict[str, Any]:
-    from tfpipe_jobs import sample_data
+    from tfpipe_jobs.tools import sample_data
     from tfpipe_operators.warehouse import DuckDBWarehouse, open_warehouse
 
     warehouse = open_warehouse(args.warehouse)
@@ -270,18 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline option")
         p.set_defaults(fn=fn)
 
-    handlers = {
-        "extract_transform": _extract,
-        "train": _train,
-        "export_serving_model": _export,
-        "evaluate_gate": _evaluate,
-        "publish_model": _publish_model,
-        "batch_score": _score,
-        "publish_scores": _publish_scores,
-        "select_trial": _select_trial,
-    }
     for task_id, definition in STEPS.items():
-        step(task_id, handlers[task_id], definition.summary)
+        step(task_id, _run_step, definition.summary)
 
     rebuild = sub.add_parser(
         "rebuild-registry", help="write registry/blessed.json anew from its per-blessing records (repair)"

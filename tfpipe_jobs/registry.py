@@ -37,7 +37,6 @@ from typing import Any
 
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.artifacts import RunPaths
-from tfpipe_jobs.context import JobContext, SkipStep
 
 log = logging.getLogger(__name__)
 
@@ -326,16 +325,6 @@ def _store_version(serving_dir: str, target: str, version: str, digest: str) -> 
                 f"judged {digest[:DIGEST_CHARS]}): a rerun of export_serving_model replaced it; rerun evaluate_gate "
                 "for this ds, then publish_model"
             )
-
-
-def publish(ctx: JobContext) -> dict[str, Any]:
-    paths = ctx.paths
-    eval_dir = artifacts.require_complete(paths.eval, "evaluate_gate")
-    verdict = artifacts.read_text(artifacts.join(eval_dir, "verdict")).strip()
-    evaluation = artifacts.read_json(artifacts.join(eval_dir, "evaluation.json"))
-    if verdict != "blessed":
-        raise SkipStep(f"the gate refused the model of {ctx.ds}: " + "; ".join(evaluation["rules"]))
-    return bless_candidate(paths, ctx.ds.isoformat(), eval_dir, evaluation, {"kind": NIGHTLY})
 
 
 def bless_candidate(

@@ -27,8 +27,8 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from tfpipe_jobs import artifacts
-from tfpipe_jobs.beam_jobs.preprocessing import cardinality
 from tfpipe_jobs.context import JobContext
+from tfpipe_jobs.preprocessing import cardinality
 from tfpipe_jobs.training import checkpointing, input_pipeline, models, parsed_cache
 from tfpipe_operators.features import LABEL_KEY, SPLIT_EVAL, SPLIT_TRAIN
 from tfpipe_operators.spec import HIGHER_IS_BETTER, TrainConfig

@@ -100,3 +100,8 @@ class Feature(BaseModel):
 
 def vocabulary_file_for_label() -> str:
     return "vocab___label"
+
+
+# The serving signatures' output each task is judged and scored by: export_serving_model
+# writes it, evaluate_gate and batch_score read it.
+OUTPUT_KEYS = {"binary": "probability", "multiclass": "probabilities", "regression": "value"}

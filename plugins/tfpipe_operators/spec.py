@@ -132,7 +132,7 @@ class ScoreConfig(_Stage, ScoreMonitoring):
     allow_fewer_rows: bool = Field(
         default=False, description="publish an empty or shrunken partition anyway (a day that really is empty)"
     )
-    # The prediction gate (tfpipe_jobs/prediction_gate.py): publish_scores refuses scores
+    # The prediction gate (tfpipe_jobs/publish_scores/prediction_gate.py): publish_scores refuses scores
     # beyond one of these and keeps the previous partition, unless the run overrides it.
     max_score_psi: float = Field(
         default=0.25,

@@ -4,7 +4,7 @@ Day 1 trains a deliberately weak model (fewer epochs, set through the run's trig
 that still beats the baseline, so it is the first blessed model. Day 2 trains with the
 spec's config; the gate scores both models on day 2's eval rows, blesses the new one, and
 the registry and the day-2 score partition move to it. (A worse model being refused and
-scoring keeping the old model is tests/tfpipe_jobs/test_gate_refusal.py; the skip of
+scoring keeping the old model is tests/tfpipe_jobs/evaluate_gate/test_gate_refusal.py; the skip of
 publish_model as a task state is tests/plugins/.../operators/test_job.py.)
 """
 

@@ -268,7 +268,7 @@ def test_the_prediction_gates_queries_on_a_score_table(client_process: Client, g
         from datetime import date
         from types import SimpleNamespace
 
-        from tfpipe_jobs import prediction_gate
+        from tfpipe_jobs.publish_scores import prediction_gate
         from tfpipe_operators.warehouse import open_warehouse
 
         scores = bigquery.Table(f"{dataset}.gate_scores", schema=[

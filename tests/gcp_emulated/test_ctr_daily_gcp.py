@@ -203,7 +203,7 @@ def sample_in_bigquery(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tfpipe_jobs import sample_data
+    from tfpipe_jobs.tools import sample_data
 
     folder = tmp_path_factory.mktemp("sample")
     warehouse = folder / "warehouse.duckdb"

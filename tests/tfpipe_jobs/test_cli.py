@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from tfpipe_jobs import cli
-from tfpipe_jobs.sample_data import CANDIDATES_DDL, EVENTS_DDL
+from tfpipe_jobs.tools.sample_data import CANDIDATES_DDL, EVENTS_DDL
 from tfpipe_operators.spec import SpecError
 from tfpipe_operators.warehouse import WarehouseError
 

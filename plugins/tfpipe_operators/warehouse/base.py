@@ -221,7 +221,7 @@ class Warehouse(ABC):
 
 
 def type_problem(spec: PipelineSpec, column: str, arrow_type: pa.DataType) -> str | None:
-    """The casts the jobs make (tfpipe_jobs.beam_jobs.arrow_batches), checked on the result type.
+    """The casts the jobs make (tfpipe_jobs.arrow_batches), checked on the result type.
 
     Numeric features are read as floats, categorical ones as strings (a float column is
     refused there: 1.0 and 1 would be two categories), a binary label as an integer and a

@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tfpipe_jobs.sample_data import CANDIDATES_DDL, EVENTS_DDL
+from tfpipe_jobs.tools.sample_data import CANDIDATES_DDL, EVENTS_DDL
 from tfpipe_operators import validate
 
 
@@ -251,7 +251,7 @@ def test_ds_picks_the_day_and_the_rows_are_counted(
 ) -> None:
     from datetime import date
 
-    from tfpipe_jobs import sample_data
+    from tfpipe_jobs.tools import sample_data
 
     db = tmp_path / "filled.duckdb"
     sample_data.generate(db, date(2026, 11, 21), days=1, rows_per_day=300, candidates_per_day=40, seed=3)

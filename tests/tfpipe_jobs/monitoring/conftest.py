@@ -16,7 +16,7 @@ DAYS = [END - timedelta(days=i) for i in (3, 2, 1, 0)]
 
 @pytest.fixture(scope="session")
 def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tfpipe_jobs import sample_data
+    from tfpipe_jobs.tools import sample_data
 
     path = tmp_path_factory.mktemp("monitoring") / "warehouse.duckdb"
     sample_data.generate(str(path), END, days=len(DAYS), rows_per_day=2000, candidates_per_day=500, seed=7)
@@ -53,7 +53,7 @@ class Days:
         """What extraction does before Beam (statistics, their checks, schema, drift), and the
         drift.json and picture it publishes in the day's data folder."""
         from tfpipe_jobs import artifacts
-        from tfpipe_jobs.beam_jobs import data_stats
+        from tfpipe_jobs.beam_jobs.extract_transform import data_stats
         from tfpipe_jobs.monitoring import extract_checks
 
         ctx = self.context(ds, **overrides)

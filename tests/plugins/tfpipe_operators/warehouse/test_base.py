@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from tfpipe_jobs.sample_data import CANDIDATES_DDL, EVENTS_DDL
+from tfpipe_jobs.tools.sample_data import CANDIDATES_DDL, EVENTS_DDL
 from tfpipe_operators.spec import load_spec, spec_queries
 from tfpipe_operators.warehouse import DuckDBWarehouse, WarehouseError, open_warehouse
 from tfpipe_operators.warehouse.base import latest_view_sql, reference_counts_sql, type_problem

@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tfpipe_jobs.sample_data import CANDIDATES_DDL, EVENTS_DDL
+from tfpipe_jobs.tools.sample_data import CANDIDATES_DDL, EVENTS_DDL
 from tfpipe_operators.spec import PipelineSpec, load_spec, spec_queries
 from tfpipe_operators.warehouse import DuckDBWarehouse, WarehouseError, open_warehouse, parameters, to_duckdb
 

@@ -1,0 +1,1 @@
+"""What the job command offers besides the steps: the synthetic sample data for the demo and the tests."""
