@@ -42,9 +42,7 @@ def test_regression_predicted_vs_actual(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     labels = rng.normal(50, 10, 300)
     path = tmp_path / "evaluation.png"
-    plots.plot(
-        "regression", labels, {"new": labels + rng.normal(0, 2, 300), "baseline": np.full(300, 50.0)}, str(path)
-    )
+    plots.plot("regression", labels, {"new": labels + rng.normal(0, 2, 300), "baseline": np.full(300, 50.0)}, str(path))
     height, width, _ = _png(path).shape
     assert (width, height) == (10 * DPI, round(4.2 * DPI))
 
