@@ -165,3 +165,16 @@ def test_the_result_goes_to_the_launchers_file_and_out_as_one_line(
     assert json.loads(result_file.read_text()) == {"rows": 500, "table": "ctr_scores"}
     assert not list(tmp_path.glob("*.partial"))
     assert capsys.readouterr().out == 'TFPIPE_RESULT {"rows": 500, "table": "ctr_scores"}\n'
+
+
+def test_every_step_is_a_command_named_for_its_task_and_a_module_that_runs_it() -> None:
+    import importlib
+
+    from tfpipe_operators.steps import STEPS
+
+    assert set(cli.STEP_MODULES) == set(STEPS)
+    commands = cli.build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for task_id, module in cli.STEP_MODULES.items():
+        assert task_id in commands
+        assert module.rsplit(".", 1)[-1] == task_id  # the module's name is the task id
+        assert callable(importlib.import_module(module).run)
