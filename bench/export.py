@@ -58,7 +58,8 @@ def build_variants(ws: Workspace) -> tuple[dict[str, str], Any, Any]:
 
     from tfpipe_jobs import eval_rows
     from tfpipe_jobs.serving_export import export_serving_model as export
-    from tfpipe_operators.spec import ExportConfig, load_spec
+    from tfpipe_operators.config import ExportConfig
+    from tfpipe_operators.spec import load_spec
 
     spec = load_spec(SPEC)
     day = ws.artifacts / "ctr" / DS.isoformat()

@@ -32,7 +32,8 @@ from tfpipe_jobs.beam_jobs.extract_transform import data_stats
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.monitoring import extract_checks, skew
 from tfpipe_jobs.tools import sample_data
-from tfpipe_operators.spec import load_spec, resolve_config
+from tfpipe_operators.config import resolve_config
+from tfpipe_operators.spec import load_spec
 from tfpipe_operators.warehouse import open_warehouse
 
 DS = date(2026, 11, 21)

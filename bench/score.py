@@ -25,7 +25,7 @@ from datetime import date, timedelta
 from common import bless_small_model, fresh_workspace
 
 from tfpipe_jobs.tools import sample_data
-from tfpipe_operators.spec import ScoreConfig
+from tfpipe_operators.config import ScoreConfig
 
 BASE_DS = date(2026, 11, 20)
 TRAIN_ROWS = 50_000

@@ -27,7 +27,8 @@ DS = date(2026, 11, 21)
 
 
 def _spec_train_config(**changes: object):
-    from tfpipe_operators.spec import load_spec, resolve_config
+    from tfpipe_operators.config import resolve_config
+    from tfpipe_operators.spec import load_spec
 
     spec = load_spec(SPEC)
     return spec, resolve_config(spec, environ={}).train.model_copy(update=changes)

@@ -11,6 +11,11 @@ the metadata at once, and SQLite's single lock makes the API refuse requests now
 The LocalExecutor runs the tasks, as many at once as the machine has cores.
 
 The end-to-end test drives the same class (`LocalAirflow`), so what CI proves is this script.
+
+At about 500 lines this file is over the project's usual size on purpose: `LocalAirflow` is
+one deployment, its processes and the REST API the UI and the test use, and every wait on
+the API (`wait_for`) also watches the processes, so a wait fails with the dead process's log
+the moment one exits instead of at its timeout. Split in two, each half would need the other.
 """
 
 from __future__ import annotations

@@ -41,8 +41,9 @@ from tfx_bsl.tfxio import tensor_adapter
 from tfpipe_jobs import arrow_batches, artifacts, eval_rows, preprocessing, registry
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.serving_export import densify, optimize
+from tfpipe_operators.config import ExportConfig
 from tfpipe_operators.features import LABEL_KEY, OUTPUT_KEYS, Task
-from tfpipe_operators.spec import ExportConfig, PipelineSpec
+from tfpipe_operators.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ def _run_params(text: str, overridable: list[str], where: str) -> dict[str, Any]
     form's names (`train_epochs`); both are returned as config keys. Their values are
     checked by resolve_config, whose errors then name the run param, not the spec file.
     """
-    from tfpipe_operators.spec import run_param_name
+    from tfpipe_operators.config import run_param_name
 
     if not text:
         return {}
@@ -82,7 +82,8 @@ def _context(args: argparse.Namespace) -> Any:
     from tfpipe_jobs import select_trial
     from tfpipe_jobs.artifacts import RunPaths
     from tfpipe_jobs.context import JobContext
-    from tfpipe_operators.spec import load_spec, resolve_config, spec_queries
+    from tfpipe_operators.config import resolve_config
+    from tfpipe_operators.spec import load_spec, spec_queries
     from tfpipe_operators.warehouse import open_warehouse
 
     spec = load_spec(args.spec)

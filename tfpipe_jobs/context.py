@@ -7,7 +7,8 @@ from datetime import date
 from typing import Any
 
 from tfpipe_jobs.artifacts import RunPaths
-from tfpipe_operators.spec import PipelineConfig, PipelineSpec
+from tfpipe_operators.config import PipelineConfig
+from tfpipe_operators.spec import PipelineSpec
 from tfpipe_operators.warehouse import Warehouse
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.artifacts import RunPaths
 from tfpipe_jobs.context import JobContext
-from tfpipe_operators.spec import HIGHER_IS_BETTER
+from tfpipe_operators.config import HIGHER_IS_BETTER
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
+from tfpipe_operators.config import TrainConfig
 from tfpipe_operators.features import Feature, Task
-from tfpipe_operators.spec import TrainConfig
 
 Builder = Callable[["ModelInputs", TrainConfig], Any]
 ARCHITECTURES: dict[str, Builder] = {}

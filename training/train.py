@@ -30,8 +30,8 @@ from tfpipe_jobs import artifacts
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.preprocessing import cardinality
 from tfpipe_jobs.training import checkpointing, input_pipeline, models, parsed_cache
+from tfpipe_operators.config import HIGHER_IS_BETTER, TrainConfig
 from tfpipe_operators.features import LABEL_KEY, SPLIT_EVAL, SPLIT_TRAIN
-from tfpipe_operators.spec import HIGHER_IS_BETTER, TrainConfig
 
 log = logging.getLogger(__name__)
 

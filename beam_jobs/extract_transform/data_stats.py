@@ -12,8 +12,9 @@ from datetime import timedelta
 from typing import Any
 
 from tfpipe_jobs.context import JobContext
+from tfpipe_operators.config import ExtractConfig
 from tfpipe_operators.features import FeatureKind, Task
-from tfpipe_operators.spec import ExtractConfig, PipelineSpec
+from tfpipe_operators.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,34 @@ variables of the Airflow deployment (read when DAGs are parsed), with defaults h
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+
+    from tfpipe_operators.spec import PipelineSpec
+    from tfpipe_operators.steps import Step
+
+# Each profile's operators, side by side under the same names (`step_task`, `trials_task`).
+_OPERATORS = {"local": "tfpipe_operators.operators.job", "gcp": "tfpipe_operators.operators.pod"}
+
+
+class StepOperators(Protocol):
+    """What a profile's operators module offers the DAG builders."""
+
+    def step_task(
+        self, spec: PipelineSpec, profile: Profile, step: Step, arguments: list[str], gpus: int, **kwargs: Any
+    ) -> BaseOperator: ...
+
+    def trials_task(
+        self, spec: PipelineSpec, profile: Profile, step: Step, trials: Any, gpus: int, **kwargs: Any
+    ) -> Any: ...
 
 
 class ProfileError(ValueError):
@@ -55,8 +77,16 @@ class Profile(BaseModel):
         return self
 
     @property
-    def is_local(self) -> bool:
-        return self.name == "local"
+    def operators(self) -> StepOperators:
+        """The module whose operators run this profile's job tasks: local subprocesses, or pods
+        (imported when a DAG is built: the pod module loads the Kubernetes provider)."""
+        return cast(StepOperators, importlib.import_module(_OPERATORS[self.name]))
+
+    @property
+    def source_poke_interval(self) -> int:
+        """Seconds between the source sensor's checks: a local file answers at once, while each
+        BigQuery check is a billed query."""
+        return 30 if self.name == "local" else 300
 
     @property
     def dataflow_temp_location(self) -> str:

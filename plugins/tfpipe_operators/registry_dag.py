@@ -12,12 +12,12 @@ shows its output (the history for `list`).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from airflow.sdk import DAG, Param
 
 from tfpipe_operators.profiles import Profile
 from tfpipe_operators.spec import PipelineSpec
+from tfpipe_operators.step_tasks import task_kwargs
 from tfpipe_operators.steps import REGISTRY
 
 ACTIONS = ("list", "rollback", "bless")
@@ -70,7 +70,7 @@ def registry_params() -> dict[str, Param]:
 def registry_arguments(spec_path: str, profile: Profile) -> list[str]:
     """The job command, every form field passed (empty when left blank): the command checks them."""
     return [
-        "registry",
+        REGISTRY.task_id,
         "{{ params.action }}",
         "--spec",
         spec_path,
@@ -116,18 +116,6 @@ def build_registry_dag(spec: PipelineSpec, profile: Profile) -> DAG:
         default_args={"owner": spec.owner, "retries": 0},
     )
     arguments = registry_arguments(profile.job_spec_path(spec.path), profile)
-    common: dict[str, Any] = {
-        "task_id": REGISTRY.task_id,
-        "execution_timeout": REGISTRY.timeout,
-        "doc_md": REGISTRY.doc,
-    }
     with dag:  # the operator joins the DAG it is created in
-        if profile.is_local:
-            from tfpipe_operators.operators.job import TfpipeJobOperator
-
-            TfpipeJobOperator(job_cli=profile.job_cli, arguments=arguments, **common)
-        else:
-            from tfpipe_operators.operators.pod import job_pod
-
-            job_pod(spec, profile, REGISTRY, arguments, gpus=0, **common)
+        profile.operators.step_task(spec, profile, REGISTRY, arguments, 0, **task_kwargs(REGISTRY, spec))
     return dag

@@ -30,6 +30,9 @@ class Step:
     trigger_rule: str = "all_success"
     outlet: str | None = None  # the asset the step updates: tfpipe://<pipeline>/<outlet>
     alert_when_skipped: bool = False  # a skip is news (the gate refused the model)
+    # The extra link its task shows in the UI beside the logs: "tensorboard" (the model's
+    # training curves) or "drift_report" (the day's drift picture, on the Dataflow pod).
+    ui_link: str | None = None
 
 
 DAILY: tuple[Step, ...] = (
@@ -41,6 +44,7 @@ DAILY: tuple[Step, ...] = (
         timeout=timedelta(hours=4),
         scratch="2Gi",
         dataflow=True,
+        ui_link="drift_report",
     ),
     Step(
         task_id="train",
@@ -53,6 +57,7 @@ DAILY: tuple[Step, ...] = (
         # for the sample spec (3 MB for 40K rows), so 20Gi holds a few hundred million rows.
         scratch="20Gi",
         gpu=True,
+        ui_link="tensorboard",
     ),
     Step(
         task_id="export_serving_model",

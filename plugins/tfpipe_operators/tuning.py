@@ -11,8 +11,9 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+from tfpipe_operators.config import SpecError, parse_search_space, resolve_config
 from tfpipe_operators.search_dimensions import Dimension
-from tfpipe_operators.spec import PipelineSpec, SpecError, parse_search_space, resolve_config
+from tfpipe_operators.spec import PipelineSpec
 
 
 def search_space(spec: PipelineSpec, override: Mapping[str, Any] | None = None) -> dict[str, Dimension]:

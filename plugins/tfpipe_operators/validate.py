@@ -32,7 +32,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tfpipe_operators.spec import PipelineSpec, SpecError, SpecQuery, load_spec, resolve_config, spec_queries
+from tfpipe_operators.config import SpecError, resolve_config
+from tfpipe_operators.spec import PipelineSpec, SpecQuery, load_spec, spec_queries
 from tfpipe_operators.warehouse import Warehouse, WarehouseError, open_warehouse
 
 
@@ -101,7 +102,7 @@ def dry_run_sql(spec: PipelineSpec, warehouse: Warehouse, report: Report, ds: da
         report.fail("warehouse", str(exc))
         return
     report.ok("warehouse", where)
-    config = resolve_config(spec, environ={})
+    config = spec.config
     values: dict[str, Any] = {"ds": ds, "lookback_days": config.extract.lookback_days}
     for check, query in expected_queries(spec):
         result = warehouse.check_query(spec, query, values)

@@ -10,7 +10,7 @@ import pytest
 
 from tfpipe_jobs import cli
 from tfpipe_jobs.tools.sample_data import CANDIDATES_DDL, EVENTS_DDL
-from tfpipe_operators.spec import SpecError
+from tfpipe_operators.config import SpecError
 from tfpipe_operators.warehouse import WarehouseError
 
 DS = "2026-11-21"

@@ -13,7 +13,8 @@ from tfpipe_jobs import artifacts, select_trial
 from tfpipe_jobs.artifacts import RunPaths
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.select_trial import kept_epoch
-from tfpipe_operators.spec import load_spec, resolve_config
+from tfpipe_operators.config import resolve_config
+from tfpipe_operators.spec import load_spec
 from tfpipe_operators.warehouse import open_warehouse
 
 DS = "2026-11-21"

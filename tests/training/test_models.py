@@ -10,8 +10,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfpipe_jobs.training import models
+from tfpipe_operators.config import TrainConfig
 from tfpipe_operators.features import OUTPUT_KEYS, Feature, FeatureKind, Task
-from tfpipe_operators.spec import TrainConfig
 
 FEATURES = [
     Feature(name="country", kind=FeatureKind.VOCABULARY, embedding_dim=3),

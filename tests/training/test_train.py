@@ -16,7 +16,8 @@ from tfpipe_jobs.metrics import roc_auc
 from tfpipe_jobs.training import checkpointing
 from tfpipe_jobs.training.models import ARCHITECTURES, UnknownArchitectureError
 from tfpipe_jobs.training.train import early_stopping_target
-from tfpipe_operators.spec import TrainConfig, load_spec, resolve_config
+from tfpipe_operators.config import TrainConfig, resolve_config
+from tfpipe_operators.spec import load_spec
 
 
 def test_model_package(ctr_run) -> None:

@@ -18,8 +18,8 @@ from tfpipe_jobs import artifacts, metrics, registry
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.eval_rows import exported_predictions, read_eval_raw
 from tfpipe_jobs.evaluate_gate import plots
+from tfpipe_operators.config import LOWER_IS_BETTER, GateConfig
 from tfpipe_operators.features import LABEL_KEY, Task, vocabulary_file_for_label
-from tfpipe_operators.spec import LOWER_IS_BETTER, GateConfig
 
 log = logging.getLogger(__name__)
 BLESSED = "blessed"

@@ -28,7 +28,8 @@ from tfpipe_jobs import artifacts
 from tfpipe_jobs.artifacts import RunPaths
 from tfpipe_jobs.monitoring.distributions import NULL_VALUE
 from tfpipe_jobs.monitoring.drift import NUMERIC_KINDS
-from tfpipe_operators.spec import ExtractConfig, PipelineSpec
+from tfpipe_operators.config import ExtractConfig
+from tfpipe_operators.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
 

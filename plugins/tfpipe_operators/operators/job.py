@@ -1,4 +1,8 @@
-"""TfpipeJobOperator: one job command as a local subprocess (the `local` profile)."""
+"""TfpipeJobOperator: one job command as a local subprocess (the `local` profile).
+
+`step_task` and `trials_task` are the `local` profile's side of `Profile.operators`;
+`operators/pod.py` has the same two for the `gcp` profile.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from tfpipe_operators.contract import EXIT_SKIP
 from tfpipe_operators.hooks.job_command import JobCommandHook
 from tfpipe_operators.links import TensorBoardLink
+from tfpipe_operators.profiles import Profile
+from tfpipe_operators.spec import PipelineSpec
+from tfpipe_operators.steps import Step
 
 
 class TfpipeJobOperator(BaseOperator):  # type: ignore[misc]
@@ -50,3 +57,21 @@ class TfpipeTrainJobOperator(TfpipeJobOperator):
     """The local `train` step: the same command, with a TensorBoard link to the model's logs."""
 
     operator_extra_links = (TensorBoardLink(),)
+
+
+# The operator of a step, by the extra link it shows (Step.ui_link; the drift picture is a Dataflow pod's).
+_BY_LINK: dict[str | None, type[TfpipeJobOperator]] = {"tensorboard": TfpipeTrainJobOperator}
+
+
+def step_task(
+    spec: PipelineSpec, profile: Profile, step: Step, arguments: list[str], gpus: int, **kwargs: Any
+) -> TfpipeJobOperator:
+    """The step as a local subprocess (no GPU is asked for: the job uses what the machine has)."""
+    operator = _BY_LINK.get(step.ui_link, TfpipeJobOperator)
+    return operator(job_cli=profile.job_cli, arguments=arguments, **kwargs)
+
+
+def trials_task(spec: PipelineSpec, profile: Profile, step: Step, trials: Any, gpus: int, **kwargs: Any) -> Any:
+    """One mapped task instance per trial's argument list (the tune DAG's `train`)."""
+    operator = _BY_LINK.get(step.ui_link, TfpipeJobOperator)
+    return operator.partial(job_cli=profile.job_cli, **kwargs).expand(arguments=trials)

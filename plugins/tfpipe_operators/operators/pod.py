@@ -30,10 +30,11 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk import BaseOperatorLink, Context
 from kubernetes.client import models as k8s
 
+from tfpipe_operators.config import env_overrides
 from tfpipe_operators.contract import EXIT_SKIP
 from tfpipe_operators.links import DataflowJobLink, DriftReportLink, PodLogsLink, TensorBoardLink
 from tfpipe_operators.profiles import Profile
-from tfpipe_operators.spec import PipelineSpec, env_overrides
+from tfpipe_operators.spec import PipelineSpec
 from tfpipe_operators.steps import Step
 
 JOB_USER = 1000
@@ -157,14 +158,19 @@ def dataflow_job_name(dag_id: str, task_id: str) -> str:
     return base + "-{{ ds_nodash }}-t{{ '%02d' % ti.try_number }}"
 
 
-def job_pod(
+# The operators of a step, by the extra link it shows (Step.ui_link); pods always link their logs.
+_BY_LINK: dict[str | None, type[TfpipePodOperator]] = {"tensorboard": TfpipeTrainPodOperator}
+_DATAFLOW_BY_LINK: dict[str | None, type[DataflowPodOperator]] = {"drift_report": DataflowExtractPodOperator}
+
+
+def step_task(
     spec: PipelineSpec, profile: Profile, step: Step, arguments: list[str], gpus: int, **kwargs: Any
 ) -> KubernetesPodOperator:
+    """The step as a pod (the `gcp` profile's side of `Profile.operators`; `operators/job.py` is the local one)."""
     common = pod_kwargs(spec, profile, step, gpus, **kwargs)
     if step.dataflow:
         job_name = dataflow_job_name(spec.dag_id, step.task_id)
-        dataflow_operator = DataflowExtractPodOperator if step.task_id == "extract_transform" else DataflowPodOperator
-        return dataflow_operator(
+        return _DATAFLOW_BY_LINK.get(step.ui_link, DataflowPodOperator)(
             # One token each: a separate `--job_name=...` after `--beam-arg` reads as an option of its own.
             arguments=[*arguments, *(f"--beam-arg={opt}" for opt in profile.dataflow_args(job_name))],
             dataflow_job_name=job_name,
@@ -172,8 +178,13 @@ def job_pod(
             gcp_conn_id=profile.gcp_conn_id,
             **common,
         )
-    operator = TfpipeTrainPodOperator if step.task_id == "train" else TfpipePodOperator
-    return operator(arguments=arguments, **common)
+    return _BY_LINK.get(step.ui_link, TfpipePodOperator)(arguments=arguments, **common)
+
+
+def trials_task(spec: PipelineSpec, profile: Profile, step: Step, trials: Any, gpus: int, **kwargs: Any) -> Any:
+    """One mapped pod per trial's argument list (the tune DAG's `train`)."""
+    operator = _BY_LINK.get(step.ui_link, TfpipePodOperator)
+    return operator.partial(**pod_kwargs(spec, profile, step, gpus, **kwargs)).expand(arguments=trials)
 
 
 def pod_kwargs(spec: PipelineSpec, profile: Profile, step: Step, gpus: int, **kwargs: Any) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tfpipe_jobs.beam_jobs.extract_transform.data_stats import DataValidationError, stats_sql, validate
-from tfpipe_operators.spec import ExtractConfig, load_spec
+from tfpipe_operators.config import ExtractConfig
+from tfpipe_operators.spec import load_spec
 
 SPEC = Path(__file__).resolve().parents[3] / "dags" / "pipelines" / "ctr" / "pipeline.yaml"
 

@@ -7,17 +7,12 @@ import pytest
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from tfpipe_operators.dag_factory import (
-    build_dag,
-    build_dags,
-    form_defaults,
-    public_url,
-    run_params,
-    trigger_params,
-)
+from tfpipe_operators.config import resolve_config
+from tfpipe_operators.dag_factory import build_dag, build_dags, public_url
 from tfpipe_operators.profiles import Profile, ProfileError, load_profile
-from tfpipe_operators.spec import load_spec, resolve_config
+from tfpipe_operators.spec import load_spec
 from tfpipe_operators.steps import DAILY
+from tfpipe_operators.trigger_form import form_defaults, run_params, trigger_params
 
 STEPS = [s.task_id for s in DAILY]
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tfpipe_operators.config import SpecError
 from tfpipe_operators.features import FeatureKind
-from tfpipe_operators.spec import SpecError, load_spec
+from tfpipe_operators.spec import load_spec
 
 
 def _with_features(spec_dir: Path, *extra: dict) -> Path:

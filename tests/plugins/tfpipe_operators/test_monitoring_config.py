@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tfpipe_operators.spec import SpecError, load_spec, resolve_config
+from tfpipe_operators.config import SpecError, resolve_config
+from tfpipe_operators.spec import load_spec
 
 
 def test_defaults_spec_and_per_feature_overrides(ctr_spec_path: Path) -> None:

@@ -12,7 +12,7 @@ from tfpipe_operators.profiles import Profile, ProfileError, load_profile
 
 def test_no_settings_give_the_local_profile_under_home() -> None:
     profile = load_profile({})
-    assert profile.name == "local" and profile.is_local
+    assert profile.name == "local" and profile.source_poke_interval == 30
     assert profile.beam_runner == "DirectRunner"
     assert profile.artifact_root == str(Path.home() / ".tfpipe" / "artifacts")
     assert profile.warehouse == "duckdb://" + str(Path.home() / ".tfpipe" / "warehouse.duckdb")
@@ -44,7 +44,7 @@ def test_settings_are_read_from_their_variables(tmp_path: Path) -> None:
 
 def test_gcp_profile_runs_beam_on_dataflow_and_stages_under_the_artifact_root(gcp_env: dict[str, str]) -> None:
     profile = load_profile(gcp_env)
-    assert profile.name == "gcp" and not profile.is_local
+    assert profile.name == "gcp" and profile.source_poke_interval == 300
     assert profile.beam_runner == "DataflowRunner"
     assert profile.dataflow_temp_location == "gs://acme-ml-tfpipe/artifacts/_dataflow/tmp"
     assert profile.dataflow_staging_location == "gs://acme-ml-tfpipe/artifacts/_dataflow/staging"

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tfpipe_operators.dag_factory import build_tune_dag, trial_arguments
+from tfpipe_operators.config import SpecError
 from tfpipe_operators.profiles import Profile, load_profile
-from tfpipe_operators.spec import SpecError, load_spec
+from tfpipe_operators.spec import load_spec
+from tfpipe_operators.tune_dag import build_tune_dag, trial_arguments
 from tfpipe_operators.tuning import sample_trials
 
 

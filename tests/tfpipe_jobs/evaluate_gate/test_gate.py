@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from tfpipe_jobs.evaluate_gate.gate import decide
-from tfpipe_operators.spec import GateConfig
+from tfpipe_operators.config import GateConfig
 
 
 def test_first_model_is_judged_against_baseline_and_thresholds(ctr_run) -> None:

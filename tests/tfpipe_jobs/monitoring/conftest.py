@@ -41,7 +41,8 @@ class Days:
     def context(self, ds: date, **overrides: Any) -> Any:
         from tfpipe_jobs.artifacts import RunPaths
         from tfpipe_jobs.context import JobContext
-        from tfpipe_operators.spec import load_spec, resolve_config
+        from tfpipe_operators.config import resolve_config
+        from tfpipe_operators.spec import load_spec
         from tfpipe_operators.warehouse import open_warehouse
 
         spec = load_spec(self.spec)

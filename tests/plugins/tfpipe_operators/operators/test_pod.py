@@ -13,11 +13,13 @@ from googleapiclient.http import HttpMockSequence
 from kubernetes.client import ApiClient
 
 from tfpipe_jobs import cli
-from tfpipe_operators.dag_factory import build_dag, build_tune_dag
+from tfpipe_operators.config import SpecError
+from tfpipe_operators.dag_factory import build_dag
 from tfpipe_operators.operators.pod import TfpipePodOperator, TfpipeTrainPodOperator, pod_kwargs
 from tfpipe_operators.profiles import load_profile
-from tfpipe_operators.spec import SpecError, load_spec
+from tfpipe_operators.spec import load_spec
 from tfpipe_operators.steps import DAILY, STEPS
+from tfpipe_operators.tune_dag import build_tune_dag
 
 ENV = {
     "TFPIPE_PROFILE": "gcp",

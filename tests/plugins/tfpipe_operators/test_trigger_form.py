@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tfpipe_operators.dag_factory import FORM_KEYWORDS, SERVER_ONLY_KEYWORDS, param_name, trigger_params
+from tfpipe_operators.config import STAGES, SpecError, resolve_config, run_param_name
 from tfpipe_operators.monitoring_config import NOT_OVERRIDABLE
-from tfpipe_operators.spec import STAGES, PipelineSpec, SpecError, load_spec, resolve_config
+from tfpipe_operators.spec import PipelineSpec, load_spec
+from tfpipe_operators.trigger_form import FORM_KEYWORDS, SERVER_ONLY_KEYWORDS, trigger_params
 
 # Every key a spec may make overridable (the per-feature maps of monitoring cannot be).
 ALL_KEYS = [
@@ -77,7 +78,7 @@ def test_every_schema_uses_only_keywords_the_form_enforces(every_key_overridable
     alone (a bare "Bad Request" toast); the only such kept is said in the field's text."""
     params = trigger_params(every_key_overridable)
     for key in ALL_KEYS:
-        param = params[param_name(key)]
+        param = params[run_param_name(key)]
         extra = set(param.schema) - FORM_KEYWORDS
         assert extra <= set(SERVER_ONLY_KEYWORDS), (key, extra)
         if extra:
@@ -91,7 +92,7 @@ def test_a_value_the_job_refuses_is_refused_by_the_param(every_key_overridable: 
     params = trigger_params(spec)
     checked = 0
     for key in ALL_KEYS:
-        param = params[param_name(key)]
+        param = params[run_param_name(key)]
         for value in _candidates(param.schema):
             assert _param_accepts(param, value) == _job_accepts(spec, key, value), (key, value)
             checked += 1
@@ -106,7 +107,7 @@ def test_the_form_clamps_numbers_into_what_the_api_accepts(every_key_overridable
     sends passes the API. learning_rate -1 becomes the smallest positive float, not 0."""
     params = trigger_params(every_key_overridable)
     for key in ALL_KEYS:
-        param = params[param_name(key)]
+        param = params[run_param_name(key)]
         json_type = next(t for t in param.schema["type"] if t != "null")
         if json_type not in ("integer", "number"):
             continue
@@ -132,7 +133,7 @@ def test_an_empty_field_is_no_override(every_key_overridable: PipelineSpec) -> N
     """Emptying a field (null) passes the API; run_params then sends nothing for it."""
     params = trigger_params(every_key_overridable)
     for key in ALL_KEYS:
-        assert _param_accepts(params[param_name(key)], None), key
+        assert _param_accepts(params[run_param_name(key)], None), key
 
 
 def test_the_server_refuses_a_bad_value_naming_the_param(ctr_spec_path: Path) -> None:
