@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,6 +18,8 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 
 
 import pytest  # noqa: E402
+
+from tfpipe_operators.steps import DAILY  # noqa: E402
 
 
 @pytest.fixture
@@ -46,12 +49,27 @@ def gcp_env() -> dict[str, str]:
 
 @pytest.fixture
 def spec_dir(tmp_path: Path):
-    """A copy of the ctr spec folder that a test may edit; returns a writer for pipeline.yaml."""
+    """A copy of the ctr spec folder that a test may edit."""
     import shutil
 
     target = tmp_path / "pipelines" / "ctr"
     shutil.copytree(CTR_SPEC.parent, target)
     return target
+
+
+@pytest.fixture
+def edit_spec(spec_dir: Path) -> Callable[..., Path]:
+    """Set top-level keys of the copied spec's pipeline.yaml (`edit_spec(train={...})`); returns its path."""
+    import yaml
+
+    def edit(**changes: object) -> Path:
+        path = spec_dir / "pipeline.yaml"
+        raw = yaml.safe_load(path.read_text())
+        raw.update(changes)
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    return edit
 
 
 # --- jobs environment: one real small run of every step, shared by the job tests ----------
@@ -189,15 +207,7 @@ def ctr_warehouse(tmp_path_factory: pytest.TempPathFactory) -> CtrRun:
 def ctr_run(ctr_warehouse: CtrRun) -> CtrRun:
     """Every step of the daily chain, run for real on the sample warehouse, in DAG order."""
     run = ctr_warehouse
-    for step in (
-        "extract_transform",
-        "train",
-        "export_serving_model",
-        "evaluate_gate",
-        "publish_model",
-        "batch_score",
-        "publish_scores",
-    ):
+    for step in (s.task_id for s in DAILY):
         run.results[step] = run.run(step)
         assert run.results[step]["exit_code"] == 0, (step, run.results[step])
     return run

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tfpipe_operators import config as config_module
 from tfpipe_operators.config import SpecError, resolve_config
 from tfpipe_operators.spec import load_spec
-
-
-def _edit(spec_dir: Path, **changes: object) -> Path:
-    path = spec_dir / "pipeline.yaml"
-    raw = yaml.safe_load(path.read_text())
-    raw.update(changes)
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def test_config_levels_defaults_spec_variant_env_run(ctr_spec_path: Path) -> None:
@@ -46,18 +38,18 @@ def test_bad_override_names_the_key_and_the_problem(ctr_spec_path: Path) -> None
         resolve_config(spec, variant="huge", environ={})
 
 
-def test_each_bad_value_is_blamed_on_the_layer_that_set_it(spec_dir: Path) -> None:
-    path = _edit(spec_dir, variants={"deep": {"train.dropout": 1.5}, "ok": {}})
+def test_each_bad_value_is_blamed_on_the_layer_that_set_it(spec_dir: Path, edit_spec: Callable[..., Path]) -> None:
+    path = edit_spec(variants={"deep": {"train.dropout": 1.5}, "ok": {}})
     spec_path = str(path)
     with pytest.raises(SpecError) as err:
         load_spec(path)
     assert str(err.value) == f"{spec_path}: variants.deep: train.dropout: Input should be less than 1 (got 1.5)"
-    path = _edit(spec_dir, variants={}, train={"epochs": 0})
+    path = edit_spec(variants={}, train={"epochs": 0})
     with pytest.raises(
         SpecError, match=rf"^{re.escape(spec_path)}: train\.epochs: Input should be greater than or equal"
     ):
         load_spec(path)
-    spec = load_spec(_edit(spec_dir, train={"epochs": 3}))
+    spec = load_spec(edit_spec(train={"epochs": 3}))
     cases = [
         ({"environ": {"TFPIPE_TRAIN_EPOCHS": "0"}}, "environment variable TFPIPE_TRAIN_EPOCHS (train.epochs)"),
         (
@@ -80,22 +72,23 @@ def test_each_bad_value_is_blamed_on_the_layer_that_set_it(spec_dir: Path) -> No
         resolve_config(spec, environ={"TFPIPE_TRAIN_EPOCHS": "0"}, run_params={"train.epochs": -1})
 
 
-def test_early_stopping_metric_defaults_to_the_eval_loss_and_must_fit_the_task(spec_dir: Path) -> None:
+def test_early_stopping_metric_defaults_to_the_eval_loss_and_must_fit_the_task(
+    spec_dir: Path, edit_spec: Callable[..., Path]
+) -> None:
     spec = load_spec(spec_dir / "pipeline.yaml")
     assert resolve_config(spec, environ={}).train.early_stopping_metric == "loss"
     assert (
         resolve_config(spec, overrides={"train.early_stopping_metric": "auc"}, environ={}).train.early_stopping_metric
         == "auc"
     )
-    path = _edit(spec_dir, train={"early_stopping_metric": "rmse"})
+    path = edit_spec(train={"early_stopping_metric": "rmse"})
     with pytest.raises(
         SpecError,
         match=r"pipeline\.yaml: train\.early_stopping_metric: 'rmse' is not an eval metric of task binary; "
         r"use one of loss, auc, accuracy$",
     ):
         load_spec(path)
-    multiclass = _edit(
-        spec_dir,
+    multiclass = edit_spec(
         label={"column": "clicked", "task": "multiclass", "num_classes": 3},
         train={},
         gate={"metric": "accuracy"},
@@ -113,7 +106,9 @@ def test_early_stopping_metric_defaults_to_the_eval_loss_and_must_fit_the_task(s
         )
 
 
-def test_prediction_gate_thresholds_default_and_are_checked_by_key(spec_dir: Path) -> None:
+def test_prediction_gate_thresholds_default_and_are_checked_by_key(
+    spec_dir: Path, edit_spec: Callable[..., Path]
+) -> None:
     """The gate's thresholds have defaults; a bad one names its key and where it was set."""
     spec = load_spec(spec_dir / "pipeline.yaml")
     score = resolve_config(spec, environ={}).score
@@ -123,11 +118,11 @@ def test_prediction_gate_thresholds_default_and_are_checked_by_key(spec_dir: Pat
         1e-6,
         False,
     )
-    path = _edit(spec_dir, score={"max_score_psi": -0.1})
+    path = edit_spec(score={"max_score_psi": -0.1})
     with pytest.raises(SpecError) as err:
         load_spec(path)
     assert str(err.value) == f"{path}: score.max_score_psi: Input should be greater than or equal to 0 (got -0.1)"
-    spec = load_spec(_edit(spec_dir, score={"psi_buckets": 20}))
+    spec = load_spec(edit_spec(score={"psi_buckets": 20}))
     assert resolve_config(spec, environ={}).score.psi_buckets == 20
     cases = [
         (

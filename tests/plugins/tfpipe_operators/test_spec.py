@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -8,14 +9,6 @@ import yaml
 from tfpipe_operators.config import SpecError
 from tfpipe_operators.features import FeatureKind, Task
 from tfpipe_operators.spec import load_spec
-
-
-def _edit(spec_dir: Path, **changes: object) -> Path:
-    path = spec_dir / "pipeline.yaml"
-    raw = yaml.safe_load(path.read_text())
-    raw.update(changes)
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def test_sample_spec_loads_with_sql_and_features(ctr_spec_path: Path) -> None:
@@ -31,8 +24,8 @@ def test_sample_spec_loads_with_sql_and_features(ctr_spec_path: Path) -> None:
     assert spec.feature_by_name["user_id"].transformed_name == "user_id_xf"
 
 
-def test_unknown_top_level_key_names_file_and_key(spec_dir: Path) -> None:
-    path = _edit(spec_dir, modle={"architecture": "mlp"})
+def test_unknown_top_level_key_names_file_and_key(spec_dir: Path, edit_spec: Callable[..., Path]) -> None:
+    path = edit_spec(modle={"architecture": "mlp"})
     with pytest.raises(SpecError) as err:
         load_spec(path)
     assert str(path) in str(err.value)
@@ -61,20 +54,20 @@ def test_missing_sql_file_is_named(spec_dir: Path) -> None:
         load_spec(spec_dir / "pipeline.yaml")
 
 
-def test_bad_variant_fails_at_load(spec_dir: Path) -> None:
-    path = _edit(spec_dir, variants={"broken": {"train.dropout": 1.5}})
+def test_bad_variant_fails_at_load(spec_dir: Path, edit_spec: Callable[..., Path]) -> None:
+    path = edit_spec(variants={"broken": {"train.dropout": 1.5}})
     with pytest.raises(SpecError, match=r"variants\.broken: .*train\.dropout: Input should be less than 1"):
         load_spec(path)
 
 
-def test_gate_metric_must_fit_the_task(spec_dir: Path) -> None:
-    path = _edit(spec_dir, gate={"metric": "rmse"})
+def test_gate_metric_must_fit_the_task(spec_dir: Path, edit_spec: Callable[..., Path]) -> None:
+    path = edit_spec(gate={"metric": "rmse"})
     with pytest.raises(SpecError, match="gate.metric: 'rmse' does not apply to task binary"):
         load_spec(path)
 
 
-def test_overridable_keys_are_checked(spec_dir: Path) -> None:
-    path = _edit(spec_dir, overridable=["train.epochs", "train.nope"])
+def test_overridable_keys_are_checked(spec_dir: Path, edit_spec: Callable[..., Path]) -> None:
+    path = edit_spec(overridable=["train.epochs", "train.nope"])
     with pytest.raises(SpecError, match="'train.nope' is not a config key"):
         load_spec(path)
 
@@ -88,37 +81,37 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
         load_spec(tmp_path / "nope.yaml")
 
 
-def _scoring(spec_dir: Path, **top_k: object) -> Path:
+def _scoring(spec_dir: Path, edit_spec: Callable[..., Path], **top_k: object) -> Path:
     raw = yaml.safe_load((spec_dir / "pipeline.yaml").read_text())
-    return _edit(spec_dir, scoring={**raw["scoring"], "top_k": top_k})
+    return edit_spec(scoring={**raw["scoring"], "top_k": top_k})
 
 
-def test_top_k_groups_by_some_of_the_scoring_keys(spec_dir: Path) -> None:
-    spec = load_spec(_scoring(spec_dir, group_by=["user_id"], k=20))
+def test_top_k_groups_by_some_of_the_scoring_keys(spec_dir: Path, edit_spec: Callable[..., Path]) -> None:
+    spec = load_spec(_scoring(spec_dir, edit_spec, group_by=["user_id"], k=20))
     assert spec.scoring.top_k is not None and spec.scoring.top_k.k == 20
     with pytest.raises(
         SpecError, match=r"scoring: Value error, top_k.group_by: country not in keys \(user_id, item_id\)"
     ):
-        load_spec(_scoring(spec_dir, group_by=["country"], k=20))
+        load_spec(_scoring(spec_dir, edit_spec, group_by=["country"], k=20))
     with pytest.raises(SpecError, match="must leave at least one key column out"):
-        load_spec(_scoring(spec_dir, group_by=["user_id", "item_id"], k=20))
+        load_spec(_scoring(spec_dir, edit_spec, group_by=["user_id", "item_id"], k=20))
     with pytest.raises(SpecError, match=r"scoring\.top_k\.k: Input should be greater than 0"):
-        load_spec(_scoring(spec_dir, group_by=["user_id"], k=0))
+        load_spec(_scoring(spec_dir, edit_spec, group_by=["user_id"], k=0))
 
 
-def test_top_k_needs_one_score_column(spec_dir: Path) -> None:
-    _scoring(spec_dir, group_by=["user_id"], k=5)
-    path = _edit(spec_dir, label={"column": "clicked", "task": "multiclass", "num_classes": 3})
+def test_top_k_needs_one_score_column(spec_dir: Path, edit_spec: Callable[..., Path]) -> None:
+    _scoring(spec_dir, edit_spec, group_by=["user_id"], k=5)
+    path = edit_spec(label={"column": "clicked", "task": "multiclass", "num_classes": 3})
     with pytest.raises(SpecError, match="scoring.top_k ranks by one score column; task multiclass"):
         load_spec(path)
 
 
-def test_static_sql_is_an_explicit_opt_out_per_query(spec_dir: Path) -> None:
+def test_static_sql_is_an_explicit_opt_out_per_query(spec_dir: Path, edit_spec: Callable[..., Path]) -> None:
     raw = yaml.safe_load((spec_dir / "pipeline.yaml").read_text())
-    spec = load_spec(_edit(spec_dir, scoring={**raw["scoring"], "static_sql": True}))
+    spec = load_spec(edit_spec(scoring={**raw["scoring"], "static_sql": True}))
     assert spec.scoring.static_sql and not spec.source.static_sql
     with pytest.raises(SpecError, match=r"source\.static_sql: Input should be a valid boolean"):
-        load_spec(_edit(spec_dir, source={**raw["source"], "static_sql": "sometimes"}))
+        load_spec(edit_spec(source={**raw["source"], "static_sql": "sometimes"}))
 
 
 def test_the_sql_text_names_its_file_without_moving_a_line(ctr_spec_path: Path) -> None:
