@@ -7,8 +7,8 @@ spec (and one of its named variants), the tune DAG's best trial, environment var
 that set a bad value. The spec's own levels are resolved once, when it loads
 (`PipelineSpec.config`); a job resolves its run's config once more, with the run's levels.
 
-The spec schema (`spec.py`) imports this module; this module names `PipelineSpec` for
-types only, so the two never form an import circle.
+The spec schema (`spec.py`) imports this module, never the other way: what resolution reads
+of a spec is named by its shape (`SpecSections`), so the two form no import circle.
 """
 
 from __future__ import annotations
@@ -19,18 +19,46 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tfpipe_operators.features import Feature, Task
 from tfpipe_operators.monitoring_config import ExtractMonitoring, ScoreMonitoring, check_feature_keys
 from tfpipe_operators.search_dimensions import Dimension, parse_dimension
 
-if TYPE_CHECKING:
-    from tfpipe_operators.spec import PipelineSpec
-
 ENV_PREFIX = "TFPIPE_"
+
+
+class _TaskOf(Protocol):
+    @property
+    def task(self) -> Task: ...
+
+
+class SpecSections(Protocol):
+    """What config resolution reads of a pipeline spec (`spec.PipelineSpec` is one): its file,
+    its stage sections and variants, its label's task and its warehouse features."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def variants(self) -> dict[str, dict[str, Any]]: ...
+    @property
+    def extract(self) -> dict[str, Any]: ...
+    @property
+    def train(self) -> dict[str, Any]: ...
+    @property
+    def export(self) -> dict[str, Any]: ...
+    @property
+    def gate(self) -> dict[str, Any]: ...
+    @property
+    def score(self) -> dict[str, Any]: ...
+    @property
+    def label(self) -> _TaskOf: ...
+    @property
+    def raw_features(self) -> list[Feature]: ...
 
 
 class SpecError(ValueError):
@@ -279,7 +307,7 @@ class _Layer:
 
 
 def resolve_config(
-    spec: PipelineSpec,
+    spec: SpecSections,
     variant: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -358,7 +386,7 @@ _TASK_METRICS = {
 }
 
 
-def gate_metrics(spec: PipelineSpec) -> frozenset[str]:
+def gate_metrics(spec: SpecSections) -> frozenset[str]:
     """The gate metrics that apply to the spec's task (the trigger form offers only these)."""
     return frozenset(_TASK_METRICS[spec.label.task.value])
 
@@ -374,7 +402,7 @@ EARLY_STOPPING_METRICS = {
 HIGHER_IS_BETTER = frozenset({"auc", "accuracy"})
 
 
-def _check_early_stopping_metric(spec: PipelineSpec, config: PipelineConfig, origin: str) -> None:
+def _check_early_stopping_metric(spec: SpecSections, config: PipelineConfig, origin: str) -> None:
     allowed = EARLY_STOPPING_METRICS[spec.label.task.value]
     if config.train.early_stopping_metric not in allowed:
         raise SpecError(
@@ -383,7 +411,7 @@ def _check_early_stopping_metric(spec: PipelineSpec, config: PipelineConfig, ori
         )
 
 
-def _check_gate_metric(spec: PipelineSpec, config: PipelineConfig, origin: str) -> None:
+def _check_gate_metric(spec: SpecSections, config: PipelineConfig, origin: str) -> None:
     allowed = gate_metrics(spec)
     if config.gate.metric not in allowed:
         raise SpecError(
