@@ -6,9 +6,7 @@ import pytest
 import yaml
 
 from tfpipe_operators.config import SpecError
-from tfpipe_operators.profiles import Profile, load_profile
 from tfpipe_operators.spec import load_spec
-from tfpipe_operators.tune_dag import build_tune_dag, trial_arguments
 from tfpipe_operators.tuning import sample_trials
 
 
@@ -43,33 +41,3 @@ def test_bad_search_space_fails_at_load(spec_dir: Path) -> None:
     (spec_dir / "pipeline.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(SpecError, match=r"yaml: search_space.train.learning_rate: log_uniform bounds \[0, 0.1\]"):
         load_spec(spec_dir / "pipeline.yaml")
-
-
-def test_tune_dag_maps_training_over_trials(ctr_spec_path: Path) -> None:
-    spec = load_spec(ctr_spec_path)
-    dag = build_tune_dag(spec, Profile())
-    assert dag.dag_id == "ctr_tune" and dag.schedule is None
-    assert {t.task_id for t in dag.tasks} == {"extract_transform", "sample_trials", "train", "select_trial"}
-    assert type(dag.get_task("train")).__name__ == "MappedOperator"
-    assert dag.get_task("select_trial").upstream_task_ids == {"train"}
-    assert dag.params["trials"] == 4
-    args = trial_arguments(str(ctr_spec_path), Profile(), "2026-11-21", sample_trials(spec, 2, seed=1))
-    assert [a[a.index("--trial") + 1] for a in args] == ["trial-00", "trial-01"]
-    assert all("--ignore-tuned" in a and a[a.index("--ds") + 1] == "2026-11-21" for a in args)
-
-
-def test_gcp_tune_dag_maps_gpu_pods(ctr_spec_path: Path) -> None:
-    env = {
-        "TFPIPE_PROFILE": "gcp",
-        "TFPIPE_GCP_PROJECT": "p",
-        "TFPIPE_JOB_IMAGE": "img:1",
-        "TFPIPE_ARTIFACT_ROOT": "gs://b/a",
-        "TFPIPE_WAREHOUSE": "bigquery://p/d",
-        "TFPIPE_GPU_POOL": "gpu",
-        "TFPIPE_DATAFLOW_IMAGE": "dataflow:1",
-    }
-    dag = build_tune_dag(load_spec(ctr_spec_path), load_profile(env))
-    train = dag.get_task("train")
-    assert train.operator_class.__name__ == "TfpipeTrainPodOperator"
-    assert train.partial_kwargs["pool"] == "gpu"
-    assert train.partial_kwargs["container_resources"].limits["nvidia.com/gpu"] == "1"
