@@ -5,10 +5,10 @@
     .venv-airflow/bin/python scripts/local_airflow.py wait ctr_daily <run id>
 
 Each process runs detached (its own session) with a pid file and a log under
-`.tfpipe/airflow/processes/`; the metadata lives in an embedded PostgreSQL (pgserver) whose
-data folder is `.tfpipe/postgres`. PostgreSQL rather than SQLite: four processes write to
-the metadata at once, and SQLite's single lock makes the API refuse requests now and then.
-The LocalExecutor runs the tasks, as many at once as the machine has cores.
+`.tfpipe/airflow/processes/`; the metadata lives in an embedded PostgreSQL whose data folder
+is `.tfpipe/postgres` (local_postgres.py). The LocalExecutor runs the tasks, as many at once
+as the machine has cores. This file starts, watches and stops the processes and holds the
+command line; the REST API calls are airflow_client.py's.
 
 The end-to-end test drives the same class (`LocalAirflow`), so what CI proves is this script.
 
@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -37,24 +35,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from airflow_client import USER, AirflowClient, LocalAirflowError
+from local_postgres import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = REPO / ".tfpipe"
 BIN = Path(sys.executable).parent  # the Airflow env's bin (not resolved: a venv's python is a link)
-USER = "admin"
 AIRFLOW_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 FINISHED = ("success", "failed")
 T = TypeVar("T")
-# pgserver keeps a lock under the user's runtime folder; without XDG_RUNTIME_DIR it falls back
-# to /tmp and warns on every command (start, status, trigger, stop), which is fine here.
-warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-# pgserver logs its handle bookkeeping at INFO, also from an atexit hook that runs after a
-# test runner has closed the streams its handlers write to ("--- Logging error ---").
-logging.getLogger("pgserver").setLevel(logging.WARNING)
-
-
-class LocalAirflowError(RuntimeError):
-    """A process did not start, or the API did not answer as expected."""
 
 
 def _running(pid: int, marker: str) -> bool:
@@ -89,7 +78,7 @@ class LocalAirflow:
     trigger_log_port: int = 8794
     extra_env: Mapping[str, str] = field(default_factory=dict)
     client_timeout: float = 30.0
-    _client: httpx.Client | None = field(default=None, init=False, repr=False)
+    _api: AirflowClient | None = field(default=None, init=False, repr=False)
 
     # -- places ---------------------------------------------------------------------------
     @property
@@ -114,8 +103,7 @@ class LocalAirflow:
 
     @property
     def password_file(self) -> Path:
-        # Where Airflow 3's SimpleAuthManager writes the passwords it generates for
-        # `[core] simple_auth_manager_users` (one per user, on the API server's first start).
+        # Where Airflow 3's SimpleAuthManager writes the passwords it generates (airflow_client.py).
         return self.home / "simple_auth_manager_passwords.json.generated"
 
     def pid_file(self, name: str) -> Path:
@@ -174,37 +162,10 @@ class LocalAirflow:
             **self.extra_env,
         }
 
-    # -- PostgreSQL -----------------------------------------------------------------------
-    def _postgres_pid(self) -> int | None:
-        from pgserver.utils import PostmasterInfo
-
-        info = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
-        return info.pid if info is not None and info.is_running() else None
-
-    def start_postgres(self) -> str:
-        """Start (or reuse) the metadata server; the SQLAlchemy URL of its `airflow` database."""
-        import pgserver
-
-        self.pgdata.mkdir(parents=True, exist_ok=True)
-        # cleanup_mode=None: the server outlives this process; `stop` stops it.
-        server = pgserver.get_server(self.pgdata, cleanup_mode=None)
-        if "airflow" not in server.psql("SELECT datname FROM pg_database;"):
-            server.psql("CREATE DATABASE airflow;")
-        return server.get_uri("airflow").replace("postgresql://", "postgresql+psycopg2://", 1)
-
-    def stop_postgres(self, grace: float = 30.0) -> None:
-        """PostgreSQL's fast shutdown (SIGINT to the postmaster: sessions end, it checkpoints
-        and exits); SIGKILL after `grace`. Not pgserver's handle clean-up: within one process
-        it returns the handle `start_postgres` made, which leaves the server running."""
-        pid = self._postgres_pid()
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGINT)
-        deadline = time.monotonic() + grace
-        while self._postgres_pid() is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if self._postgres_pid() is not None:
-            os.kill(pid, signal.SIGKILL)
+    # -- PostgreSQL (local_postgres.py) -----------------------------------------------------
+    @property
+    def postgres(self) -> EmbeddedPostgres:
+        return EmbeddedPostgres(self.pgdata)
 
     # -- processes ------------------------------------------------------------------------
     def commands(self) -> dict[str, list[str]]:
@@ -261,14 +222,14 @@ class LocalAirflow:
     def start(self, *, timeout: float = 300.0, echo: Callable[[str], None] = print) -> None:
         """Start whatever is not running, wait until the API answers and the user can log in."""
         running = self.running()
-        if all(running.values()) and self._postgres_pid() is not None:
+        if all(running.values()) and self.postgres.pid() is not None:
             echo(f"local Airflow is already running at {self.url}")
             return
         if not Path(self.commands()["tensorboard"][0]).exists():
             raise LocalAirflowError("the jobs environment has no tensorboard (.venv-jobs); run `make envs` first")
         self.processes_dir.mkdir(parents=True, exist_ok=True)
         echo(f"metadata database: PostgreSQL in {self.pgdata}")
-        env = self.env(self.start_postgres())
+        env = self.env(self.postgres.start())
         if not running["api-server"]:
             echo("migrating the metadata database (airflow db migrate)")
             with self.log_file("db-migrate").open("wb") as log:
@@ -313,16 +274,15 @@ class LocalAirflow:
                 echo(f"stopped {name} (pid {pid})")
         for name in self.commands():
             self.pid_file(name).unlink(missing_ok=True)
-        if self._postgres_pid() is not None:
-            self.stop_postgres()
+        if self.postgres.pid() is not None:
+            self.postgres.stop()
             echo("stopped PostgreSQL")
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._api is not None:
+            self._api.close()
 
     def status(self) -> list[tuple[str, int | None, Path]]:
         """(name, pid or None, log) of each process, PostgreSQL first."""
-        rows: list[tuple[str, int | None, Path]] = [("postgres", self._postgres_pid(), self.pgdata / "log")]
+        rows: list[tuple[str, int | None, Path]] = [("postgres", self.postgres.pid(), self.pgdata / "log")]
         rows += [(name, pid, self.log_file(name)) for name, pid in self.running().items()]
         return rows
 
@@ -352,30 +312,32 @@ class LocalAirflow:
             time.sleep(interval)
         raise LocalAirflowError(f"timed out after {timeout:.0f}s waiting for {what}\n{self.logs()}")
 
-    # -- REST API (what the UI uses) ------------------------------------------------------
+    # -- REST API (airflow_client.py) -------------------------------------------------------
+    @property
+    def api(self) -> AirflowClient:
+        if self._api is None:
+            self._api = AirflowClient(self.url, self.password_file, timeout=self.client_timeout)
+        return self._api
+
+    # What the end-to-end test and the daily-run benchmark call on the deployment.
     def passwords(self) -> dict[str, str]:
-        try:
-            return dict(json.loads(self.password_file.read_text() or "{}"))
-        except (OSError, ValueError):
-            return {}
+        return self.api.passwords()
 
     @property
     def client(self) -> httpx.Client:
-        """An API client logged in as the admin user with the generated password."""
-        if self._client is None:
-            client = httpx.Client(base_url=self.url, timeout=self.client_timeout)
-            response = client.post("/auth/token", json={"username": USER, "password": self.passwords().get(USER)})
-            if response.status_code != 201:
-                client.close()
-                raise LocalAirflowError(f"could not log in as {USER}: {response.status_code} {response.text}")
-            client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
-            self._client = client
-        return self._client
+        return self.api.client
 
-    def _ok(self, response: httpx.Response) -> Any:
-        if response.is_error:
-            raise LocalAirflowError(f"{response.request.method} {response.request.url.path}: {response.text}")
-        return response.json()
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self.api.runs(dag_id)
+
+    def trigger(self, dag_id: str, ds: date, conf: Mapping[str, Any] | None = None) -> str:
+        return self.api.trigger(dag_id, ds, conf)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self.api.task_instances(dag_id, run_id)
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        return self.api.task_log(dag_id, run_id, task_id, try_number)
 
     def require_running(self) -> None:
         stopped = [name for name, pid, _ in self.status() if pid is None]
@@ -383,47 +345,7 @@ class LocalAirflow:
             raise LocalAirflowError(f"local Airflow is not running ({', '.join(stopped)} stopped): run `make airflow`")
 
     def wait_for_dag(self, dag_id: str, timeout: float = 300) -> None:
-        self.wait_for(f"{dag_id} to be parsed", lambda: self.client.get(f"/api/v2/dags/{dag_id}").is_success, timeout)
-
-    def runs(self, dag_id: str) -> list[dict[str, Any]]:
-        body = self._ok(self.client.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100}))
-        return list(body["dag_runs"])
-
-    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        return dict(self._ok(self.client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")))
-
-    def trigger(self, dag_id: str, ds: date, conf: Mapping[str, Any] | None = None) -> str:
-        """Trigger a run whose logical date is `ds`; an earlier run of that date is cleared and runs again.
-
-        The DAG is unpaused after the run exists: the scheduler then finds the latest
-        interval's run already there instead of creating a second one for the same date.
-        """
-        logical_date = f"{ds.isoformat()}T00:00:00Z"
-        response = self.client.post(
-            f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": dict(conf or {})}
-        )
-        if response.status_code == 409:
-            run_id = next(r["dag_run_id"] for r in self.runs(dag_id) if r["logical_date"][:10] == ds.isoformat())
-            self._ok(self.client.post(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/clear", json={"dry_run": False}))
-        else:
-            run_id = str(self._ok(response)["dag_run_id"])
-        self._ok(self.client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}))
-        return run_id
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        body = self._ok(self.client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"))
-        return sorted(body["task_instances"], key=lambda t: (t["start_date"] or "9", t["task_id"]))
-
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        """A task's log as the UI shows it (the structured lines' events, joined)."""
-        response = self.client.get(
-            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-            params={"full_content": True},
-            headers={"Accept": "application/json"},
-        )
-        content = self._ok(response)["content"]
-        lines = content if isinstance(content, list) else [content]
-        return "\n".join(line.get("event", "") if isinstance(line, dict) else str(line) for line in lines)
+        self.wait_for(f"{dag_id} to be parsed", lambda: self.api.dag_parsed(dag_id), timeout)
 
     def wait_for_run(
         self, dag_id: str, run_id: str, *, timeout: float = 3600, echo: Callable[[str], None] | None = None
@@ -438,7 +360,7 @@ class LocalAirflow:
                     if seen.get(ti["task_id"]) != state:
                         seen[ti["task_id"]] = state
                         echo(f"  {ti['task_id']}: {state}")
-            run = self.run(dag_id, run_id)
+            run = self.api.run(dag_id, run_id)
             return run if run["state"] in FINISHED else None
 
         return self.wait_for(f"the run {run_id}", ended, timeout=timeout, interval=5)
