@@ -11,11 +11,6 @@ as the machine has cores. This file starts, watches and stops the processes and 
 command line; the REST API calls are airflow_client.py's.
 
 The end-to-end test drives the same class (`LocalAirflow`), so what CI proves is this script.
-
-At about 500 lines this file is over the project's usual size on purpose: `LocalAirflow` is
-one deployment, its processes and the REST API the UI and the test use, and every wait on
-the API (`wait_for`) also watches the processes, so a wait fails with the dead process's log
-the moment one exits instead of at its timeout. Split in two, each half would need the other.
 """
 
 from __future__ import annotations
