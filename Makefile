@@ -127,7 +127,7 @@ test-containers: envs
 bench: bench-extract bench-train bench-export bench-score bench-dag-parse bench-daily-run bench-monitoring
 
 bench-extract: envs
-	cd bench && $(CURDIR)/$(JOBS)/bin/python extract.py --rows 1000000 10000000
+	cd bench && $(CURDIR)/$(JOBS)/bin/python extract.py --rows 1000000 10000000 $(if $(BENCH_COMPARE),--compare-with $(BENCH_COMPARE))
 
 bench-train: envs
 	cd bench && $(CURDIR)/$(JOBS)/bin/python train.py --rows 1000000

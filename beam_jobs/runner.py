@@ -101,17 +101,6 @@ def read_shards(runner: str, num_workers: int, distributed: int) -> int:
     return num_workers if runner in LOCAL_RUNNERS else distributed
 
 
-def reread(runner: str) -> bool:
-    """Whether tf.Transform's analysis reads the warehouse in a pass of its own.
-
-    The transform pass needs the analysis result, so a local runner would otherwise keep
-    every train row in memory between the two stages; reading the (columnar, fast) warehouse
-    again keeps both passes streaming, with memory flat in the number of rows. A
-    distributed runner shuffles to disk instead, and a second read would bill a second query.
-    """
-    return runner in LOCAL_RUNNERS
-
-
 # --- job tracking -----------------------------------------------------------------------
 
 

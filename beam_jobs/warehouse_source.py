@@ -112,7 +112,7 @@ class ReadWarehouse(beam.DoFn):  # type: ignore[misc]
 
     The input element is None (the whole query) or a `(shard, shards)` pair: that hash
     range of the key columns (the warehouse's `hash_shard_sql`). `counter` names the counter of rows read
-    (None when a second pass over the same rows must not count them again).
+    (None: count nothing).
     """
 
     def __init__(

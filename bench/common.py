@@ -77,10 +77,14 @@ class Workspace:
     def artifacts(self) -> Path:
         return self.root / "artifacts"
 
-    def step(self, step: str, ds: str, *sets: str) -> StepRun:
-        """Run one job command; wall time and peak RSS (GNU time) of its process."""
+    def step(self, step: str, ds: str, *sets: str, code: Path | None = None) -> StepRun:
+        """Run one job command; wall time and peak RSS (GNU time) of its process.
+
+        `code`: a folder holding another version's installed packages (`baseline_code`), run
+        in place of this checkout's."""
+        cli = [JOB_CLI] if code is None else [sys.executable, "-c", "from tfpipe_jobs.cli import main; main()"]
         args = [
-            JOB_CLI,
+            *cli,
             step,
             "--spec",
             str(SPEC),
@@ -93,13 +97,27 @@ class Workspace:
         ]
         for s in sets:
             args += ["--set", s]
-        return run_measured(args)
+        return run_measured(args, env=None if code is None else {**os.environ, "PYTHONPATH": str(code)})
 
 
-def run_measured(args: list[str]) -> StepRun:
+def baseline_code(ref: str, folder: Path) -> Path:
+    """The packages of git commit `ref` as installed (setup.py's layout), built into `folder/lib`.
+
+    Put first on PYTHONPATH, they shadow this checkout's editable install, so one benchmark
+    run measures both versions side by side."""
+    tree, lib = folder / "tree", folder / "lib"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), ref], check=True)
+    try:
+        subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(lib)], cwd=tree, check=True)
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=True)
+    return lib
+
+
+def run_measured(args: list[str], env: dict[str, str] | None = None) -> StepRun:
     started = time.monotonic()
     proc = subprocess.Popen(
-        [TIME, "-f", "TFPIPE_MAXRSS_KB %M", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [TIME, "-f", "TFPIPE_MAXRSS_KB %M", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     peak_tree = [0.0]
 

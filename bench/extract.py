@@ -1,26 +1,28 @@
 """Extraction benchmark: the extract_transform step vs the pandas script a data scientist writes first.
 
 On one day of N synthetic events, in separate processes (so each peak memory is its own):
-  (a) `tfpipe-job extract_transform` (DuckDB -> Beam + tf.Transform -> gzipped TFRecords, vocabularies,
-      statistics, raw eval rows);
+  (a) `tfpipe-job extract_transform` (the analyzers in DuckDB's SQL, then one Beam pass through the
+      tf.Transform graph -> gzipped TFRecords, vocabularies, statistics, raw eval rows);
+      with `--compare-with REF`, also git commit REF's version of the step, in the same run;
   (b) a plain script doing the same transforms: the whole query into pandas, z-scores,
       quantile buckets, top-k vocabularies with OOV hashing, hashed strings, a hash split,
       and one tf.train.Example per row written with tf.io.TFRecordWriter.
-Targets (issue 3): (a) at least as fast as (b) at 1M rows; (a)'s peak memory flat 1M -> 10M.
+Targets: (a) >= 5x (b) at 1M rows and >= 250K rows/s at 10M rows; (a)'s peak memory flat 1M -> 10M.
 Peak memory is given for the largest process and for all of a step's processes together
 (local Beam workers are processes of their own).
 
-    .venv-jobs/bin/python bench/extract.py --rows 1000000 10000000 --workers 1 2
+    .venv-jobs/bin/python bench/extract.py --rows 1000000 10000000 --workers 1 2 --compare-with 36fa2aa
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from datetime import date
 from pathlib import Path
 
-from common import SPEC, fresh_workspace, run_measured
+from common import SPEC, baseline_code, fresh_workspace, run_measured
 
 from tfpipe_jobs.tools import sample_data
 
@@ -100,6 +102,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--workers", type=int, nargs="+", default=[1], help="extract.direct_num_workers to try")
+    parser.add_argument(
+        "--compare-with", metavar="REF", help="also run this git commit's extract_transform, side by side"
+    )
     parser.add_argument("--pandas-only", metavar="OUT_DIR", help=argparse.SUPPRESS)
     parser.add_argument("--warehouse", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -109,8 +114,17 @@ def main() -> None:
         print("TFPIPE_RESULT " + json.dumps(pandas_script(args.warehouse, args.pandas_only)))
         return
 
+    with tempfile.TemporaryDirectory(prefix="tfpipe-bench-extract-") as tmp:
+        versions: dict[str, Path | None] = {"this checkout": None}
+        if args.compare_with:
+            versions[args.compare_with] = baseline_code(args.compare_with, Path(tmp))
+        figures = measure(args.rows, args.workers, versions)
+    report(figures, args.workers, list(versions))
+
+
+def measure(rows_list: list[int], workers_list: list[int], versions: dict[str, Path | None]) -> list[tuple]:
     figures = []
-    for rows in args.rows:
+    for rows in rows_list:
         ws = fresh_workspace(f"extract-{rows}")
         sample_data.generate(str(ws.warehouse_file), DS, days=1, rows_per_day=rows, candidates_per_day=1000)
         script = run_measured(
@@ -121,35 +135,43 @@ def main() -> None:
             f"({script.seconds:.0f}s, {script.peak_mb:,.0f} MB)",
             flush=True,
         )
-        for workers in args.workers:
-            step = ws.step(
-                "extract_transform", DS.isoformat(), "extract.lookback_days=0", f"extract.direct_num_workers={workers}"
-            )
-            assert step.result["rows_read"] == rows, step.result
-            figures.append((rows, workers, step, script))
-            print(
-                f"{rows:,} rows: extract with {workers} worker(s) {rows / step.seconds:,.0f} rows/s "
-                f"({step.seconds:.0f}s, largest process {step.peak_mb:,.0f} MB, all processes "
-                f"{step.peak_tree_mb:,.0f} MB)",
-                flush=True,
-            )
+        for workers in workers_list:
+            for name, code in versions.items():
+                sets = ("extract.lookback_days=0", f"extract.direct_num_workers={workers}")
+                step = ws.step("extract_transform", DS.isoformat(), *sets, code=code)
+                assert step.result["rows_read"] == rows, step.result
+                figures.append((name, rows, workers, step, script))
+                print(
+                    f"{rows:,} rows, {name}: extract with {workers} worker(s) {rows / step.seconds:,.0f} rows/s "
+                    f"({step.seconds:.0f}s, largest process {step.peak_mb:,.0f} MB, all processes "
+                    f"{step.peak_tree_mb:,.0f} MB)",
+                    flush=True,
+                )
+    return figures
 
-    print("\nrows        workers  extract rows/s  MB (largest / all)  pandas rows/s  pandas MB  extract/pandas speed")
-    for rows, workers, step, script in figures:
+
+def report(figures: list[tuple], workers_list: list[int], names: list[str]) -> None:
+    print(
+        f"\n{'code':<14} {'rows':<11} workers  extract rows/s  MB (largest / all)  pandas rows/s  pandas MB"
+        "  extract/pandas speed"
+    )
+    for name, rows, workers, step, script in figures:
         mb = f"{step.peak_mb:,.0f} / {step.peak_tree_mb:,.0f}"
         print(
-            f"{rows:<11,} {workers:>7} {rows / step.seconds:>15,.0f} {mb:>19} {rows / script.seconds:>14,.0f} "
-            f"{script.peak_mb:>10,.0f} {script.seconds / step.seconds:>20.2f}x"
+            f"{name:<14} {rows:<11,} {workers:>7} {rows / step.seconds:>15,.0f} {mb:>19} "
+            f"{rows / script.seconds:>14,.0f} {script.peak_mb:>10,.0f} {script.seconds / step.seconds:>20.2f}x"
         )
-    for workers in args.workers:
-        runs = [(rows, step) for rows, w, step, _ in figures if w == workers]
-        if len(runs) > 1:
-            (small, first), (large, last) = runs[0], runs[-1]
-            print(
-                f"extract ({workers} worker(s)) peak memory {large:,} vs {small:,} rows: "
-                f"{last.peak_mb / first.peak_mb:.2f}x largest process, "
-                f"{last.peak_tree_mb / first.peak_tree_mb:.2f}x all processes"
-            )
+    print("targets: >= 5x the pandas script at 1M rows, >= 250,000 rows/s at 10M rows, memory flat")
+    for name in names:
+        for workers in workers_list:
+            runs = [(rows, step) for n, rows, w, step, _ in figures if w == workers and n == name]
+            if len(runs) > 1:
+                (small, first), (large, last) = runs[0], runs[-1]
+                print(
+                    f"{name} ({workers} worker(s)) peak memory {large:,} vs {small:,} rows: "
+                    f"{last.peak_mb / first.peak_mb:.2f}x largest process, "
+                    f"{last.peak_tree_mb / first.peak_tree_mb:.2f}x all processes"
+                )
 
 
 if __name__ == "__main__":

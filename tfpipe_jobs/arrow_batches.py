@@ -8,33 +8,19 @@ feature: one value when present, an empty list when the warehouse value is NULL.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tfpipe_operators.features import LABEL_KEY, Feature, Task
 from tfpipe_operators.spec import PipelineSpec
 
-# Fixed key so the split is the same on every machine and every rerun.
-_HASH_KEY = "tfpipe-split-v1!"
-
 
 class SchemaMismatchError(ValueError):
     """The warehouse rows do not have the columns or types the spec declares."""
 
 
-def key_hash(batch: pa.RecordBatch, keys: list[str]) -> np.ndarray:
-    """Stable 64-bit hash of the key columns of every row."""
-    missing = [k for k in keys if k not in batch.schema.names]
-    if missing:
-        raise SchemaMismatchError(
-            f"key column(s) {', '.join(missing)} not in the query result ({', '.join(batch.schema.names)})"
-        )
-    frame = pd.DataFrame({k: batch.column(k).to_pandas().astype(str) for k in keys})
-    return pd.util.hash_pandas_object(frame, index=False, hash_key=_HASH_KEY).to_numpy()
-
-
 def eval_mask(hashes: np.ndarray, eval_percent: int) -> np.ndarray:
+    """The eval split: the last two digits of each row's split hash (`warehouse_analyzers.split_hash_sql`)."""
     return (hashes % np.uint64(100)) < np.uint64(eval_percent)
 
 

@@ -8,16 +8,42 @@ the fill chosen per kind, so training and serving share one definition of "missi
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from tfpipe_jobs import artifacts
 from tfpipe_operators.features import LABEL_KEY, Feature, FeatureKind, Task, vocabulary_file_for_label
 from tfpipe_operators.spec import PipelineSpec
 
 _TF_TYPES = {"float": tf.float32, "string": tf.string, "int": tf.int64}
+
+
+@dataclass
+class AnalyzerResults:
+    """What the analyzers found on the training rows; the transform graph's constants and assets."""
+
+    means: dict[str, float] = field(default_factory=dict)
+    variances: dict[str, float] = field(default_factory=dict)
+    boundaries: dict[str, list[float]] = field(default_factory=dict)
+    # vocabulary file name -> (value, count), in the file's order
+    vocabularies: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)
+    counts_files: dict[str, str] = field(default_factory=dict)  # vocabulary file -> its counts file
+    paths: dict[str, str] = field(default_factory=dict)  # vocabulary file -> where it was written
+
+    def write(self, folder: str) -> None:
+        """The vocabulary files (one value per line) and their counts files (`<count> <value>`)."""
+        artifacts.make_dirs(folder)
+        for name, entries in self.vocabularies.items():
+            self.paths[name] = artifacts.join(folder, name)
+            artifacts.write_bytes(self.paths[name], b"".join(token + b"\n" for token, _ in entries))
+            if name in self.counts_files:
+                counts = b"".join(b"%d %s\n" % (count, token) for token, count in entries)
+                self.paths[self.counts_files[name]] = artifacts.join(folder, self.counts_files[name])
+                artifacts.write_bytes(self.paths[self.counts_files[name]], counts)
 
 
 def label_dtype(task: Task) -> tf.DType:
@@ -53,46 +79,36 @@ def _present(sparse: tf.SparseTensor) -> tf.Tensor:
     return _dense(ones, 0) > 0
 
 
-def _numeric(x: tf.SparseTensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(value with NULL filled by the mean, mean)."""
-    mean = tft.mean(x.values)
-    filled = tf.where(_present(x), _dense(x, 0.0), tf.cast(mean, tf.float32))
-    return filled, mean
+def _asset(path: str) -> tf.Tensor:
+    """A file the transform graph reads, tracked as an asset of tf.Transform's SavedModel: it is
+    copied into `transform_fn/assets/`, and the saved graph reads that copy wherever it is loaded."""
+    asset = tft.make_and_track_object(lambda: tf.saved_model.Asset(path), name=path.rpartition("/")[2])
+    return asset.asset_path
 
 
-def transform_feature(feature: Feature, x: tf.SparseTensor) -> tf.Tensor:
+def transform_feature(feature: Feature, x: tf.SparseTensor, analyzed: AnalyzerResults) -> tf.Tensor:
+    """One raw feature transformed, with the analyzers' results (computed in the warehouse) as constants."""
     if feature.kind is FeatureKind.NUMERIC:
-        filled, mean = _numeric(x)
-        std = tf.sqrt(tft.var(x.values))
+        mean = tf.constant(analyzed.means[feature.name], tf.float32)
+        filled = tf.where(_present(x), _dense(x, 0.0), mean)
+        std = tf.sqrt(tf.constant(analyzed.variances[feature.name], tf.float32))
         safe = tf.where(std > 0, std, tf.ones_like(std))
-        return (filled - tf.cast(mean, tf.float32)) / tf.cast(safe, tf.float32)
+        return (filled - mean) / safe
     if feature.kind is FeatureKind.BUCKETIZED:
         assert feature.buckets is not None
-        # Quantiles of the present values only, computed in the same analysis pass as every
-        # other analyzer. Filling NULLs with the mean first made the quantiles depend on the
-        # mean analyzer, i.e. a second pass, for which the local runner kept every train row
-        # in memory (peak 4.6 GB at 10M rows). NULL gets its own id after the quantile buckets,
-        # so the value a NULL is filled with below never matters.
-        boundaries = tft.quantiles(x.values, feature.buckets, epsilon=min(1.0 / feature.buckets, 0.01))
+        # Quantiles of the present values only; NULL gets its own id after the quantile
+        # buckets, so the value a NULL is filled with below never matters.
+        boundaries = tf.constant([analyzed.boundaries[feature.name]], tf.float32)
         buckets = tft.apply_buckets(_dense(x, 0.0), boundaries)
         return tf.where(_present(x), buckets, tf.constant(feature.buckets, tf.int64))
     if feature.kind is FeatureKind.VOCABULARY:
-        values = _dense(x, b"")
-        # The same top-k again with each value's count, for people reading the vocabulary; the
-        # lookup keeps the plain file (one value per line), which scoring and the gate read too.
-        tft.vocabulary(
-            values,
-            top_k=feature.top_k,
-            frequency_threshold=feature.frequency_threshold,
-            vocab_filename=feature.counts_file,
-            store_frequency=True,
-        )
-        return tft.compute_and_apply_vocabulary(
-            values,
-            top_k=feature.top_k,
-            frequency_threshold=feature.frequency_threshold,
+        # The counts file travels with the plain one, for people reading the vocabulary; the
+        # lookup reads the plain file (one value per line), which scoring and the gate read too.
+        _asset(analyzed.paths[feature.counts_file])
+        return tft.apply_vocabulary(
+            _dense(x, b""),
+            _asset(analyzed.paths[feature.vocabulary_file]),
             num_oov_buckets=feature.oov_buckets,
-            vocab_filename=feature.vocabulary_file,
         )
     if feature.kind is FeatureKind.HASHED:
         assert feature.buckets is not None
@@ -123,26 +139,30 @@ def transform_cross(
     return tft.hash_strings(tf.strings.join(parts, separator=_CROSS_SEPARATOR), cross.buckets)
 
 
-def transform_label(task: Task, y: tf.SparseTensor) -> tf.Tensor:
+def transform_label(task: Task, y: tf.SparseTensor, analyzed: AnalyzerResults) -> tf.Tensor:
     if task is Task.BINARY:
         return _dense(y, tf.constant(0, tf.int64))
     if task is Task.MULTICLASS:
-        return tft.compute_and_apply_vocabulary(
-            _dense(y, b""), num_oov_buckets=0, default_value=0, vocab_filename=vocabulary_file_for_label()
+        return tft.apply_vocabulary(
+            _dense(y, b""), _asset(analyzed.paths[vocabulary_file_for_label()]), num_oov_buckets=0, default_value=0
         )
     return _dense(y, 0.0)
 
 
-def make_preprocessing_fn(spec: PipelineSpec) -> Callable[[dict[str, Any]], dict[str, tf.Tensor]]:
+def make_preprocessing_fn(
+    spec: PipelineSpec, analyzed: AnalyzerResults
+) -> Callable[[dict[str, Any]], dict[str, tf.Tensor]]:
+    """The transform graph, analyzer-free: `analyzed` holds what the warehouse computed
+    (`extract_transform.warehouse_analyzers`), its vocabularies already written."""
     features = list(spec.features)
     task = spec.label.task
 
     def preprocessing_fn(inputs: dict[str, Any]) -> dict[str, tf.Tensor]:
-        outputs = {f.transformed_name: transform_feature(f, inputs[f.name]) for f in features if f.is_raw}
+        outputs = {f.transformed_name: transform_feature(f, inputs[f.name], analyzed) for f in features if f.is_raw}
         for cross in (f for f in features if not f.is_raw):
             outputs[cross.transformed_name] = transform_cross(cross, spec, inputs, outputs)
         if LABEL_KEY in inputs:
-            outputs[LABEL_KEY] = transform_label(task, inputs[LABEL_KEY])
+            outputs[LABEL_KEY] = transform_label(task, inputs[LABEL_KEY], analyzed)
         return outputs
 
     return preprocessing_fn

@@ -30,9 +30,9 @@ from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 from tfx_bsl.tfxio import tensor_adapter
 
 from tfpipe_jobs import arrow_batches, artifacts, packed_examples, preprocessing
-from tfpipe_jobs.beam_jobs.extract_transform import data_stats
+from tfpipe_jobs.beam_jobs.extract_transform import data_stats, warehouse_analyzers
 from tfpipe_jobs.beam_jobs.extract_transform.tfrecord_sink import write_tfrecord_batches
-from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner, read_shards, reread
+from tfpipe_jobs.beam_jobs.runner import fan_out, make_options, make_runner, read_shards
 from tfpipe_jobs.beam_jobs.warehouse_source import COUNTERS, ReadWarehouse, counters
 from tfpipe_jobs.context import JobContext
 from tfpipe_jobs.monitoring import extract_checks
@@ -45,35 +45,31 @@ log = logging.getLogger(__name__)
 class SplitBatch(beam.DoFn):  # type: ignore[misc]
     """Types, samples and splits one warehouse batch; emits TFXIO batches per split.
 
-    `analysis_only`: the pass that feeds tf.Transform's analyzers emits the train split
-    alone and counts nothing (the transform pass counts the rows once).
+    The split and the sample are digits of the batch's split-hash column, computed by the
+    warehouse (`warehouse_analyzers.split_hash_sql`), as the analyzers' queries chose the
+    training rows.
     """
 
-    def __init__(self, spec: PipelineSpec, eval_percent: int, sample_fraction: float, analysis_only: bool) -> None:
+    def __init__(self, spec: PipelineSpec, eval_percent: int, sample_fraction: float) -> None:
         self._spec = spec
         self._eval_percent = eval_percent
         self._fraction = sample_fraction
-        self._analysis_only = analysis_only
 
     def process(self, batch: pa.RecordBatch) -> Iterator[Any]:
         spec = self._spec
-        hashes = arrow_batches.key_hash(batch, spec.keys)
+        hashes = batch.column(warehouse_analyzers.SPLIT_HASH).to_numpy().astype(np.uint64)
         columns = arrow_batches.raw_columns(spec, batch, with_label=True)
         keep = arrow_batches.sample_mask(hashes, self._fraction) & np.asarray(columns[LABEL_KEY].is_valid())
         dropped = int((~np.asarray(columns[LABEL_KEY].is_valid())).sum())
-        if dropped and not self._analysis_only:
+        if dropped:
             Metrics.counter(COUNTERS, "rows_without_label").inc(dropped)
         is_eval = arrow_batches.eval_mask(hashes, self._eval_percent)
-        splits = [(SPLIT_TRAIN, keep & ~is_eval)]
-        if not self._analysis_only:
-            splits.append((SPLIT_EVAL, keep & is_eval))
-        for split, mask in splits:
+        for split, mask in ((SPLIT_TRAIN, keep & ~is_eval), (SPLIT_EVAL, keep & is_eval)):
             if not mask.any():
                 continue
             selected = pa.array(mask)
             typed = {k: v.filter(selected) for k, v in columns.items()}
-            if not self._analysis_only:
-                Metrics.counter(COUNTERS, f"{split}_rows").inc(int(mask.sum()))
+            Metrics.counter(COUNTERS, f"{split}_rows").inc(int(mask.sum()))
             yield beam.pvalue.TaggedOutput(split, arrow_batches.to_tfxio(typed))
             if split == SPLIT_EVAL:
                 keys = {k: batch.column(k).filter(selected).cast(pa.string()) for k in spec.keys if k not in typed}
@@ -94,28 +90,28 @@ class EncodeExamples(beam.DoFn):  # type: ignore[misc]
         yield batch.num_rows, self._encoder.encode(packed_examples.pack(batch, self._rows_per_record))
 
 
-def read_splits(pipeline: beam.Pipeline, ctx: JobContext, label: str, analysis_only: bool) -> Any:
+def read_splits(pipeline: beam.Pipeline, ctx: JobContext) -> Any:
     """The day's rows, typed and split, from one or several parallel reads of the warehouse."""
     spec, cfg = ctx.spec, ctx.config.extract
     shards = read_shards(ctx.runner, cfg.direct_num_workers, cfg.distributed_read_shards)
-    outputs = (SPLIT_TRAIN,) if analysis_only else (SPLIT_TRAIN, SPLIT_EVAL, "eval_raw")
     return (
         pipeline
-        | f"{label}Shards" >> beam.Create([(i, shards) for i in range(shards)])
-        | f"{label}ReadWarehouse"
+        | "Shards" >> beam.Create([(i, shards) for i in range(shards)])
+        | "ReadWarehouse"
         >> beam.ParDo(
             ReadWarehouse(
                 ctx.warehouse.url,
-                spec.source_sql,
+                warehouse_analyzers.split_hash_sql(spec, ctx.warehouse),
                 ctx.query_params,
                 cfg.batch_rows,
                 keys=spec.keys,
-                counter=None if analysis_only else "rows_read",
             )
         )
-        | f"{label}FanOut" >> fan_out(ctx.runner)
-        | f"{label}SplitBatch"
-        >> beam.ParDo(SplitBatch(spec, cfg.eval_percent, cfg.sample_fraction, analysis_only)).with_outputs(*outputs)
+        | "FanOut" >> fan_out(ctx.runner)
+        | "SplitBatch"
+        >> beam.ParDo(SplitBatch(spec, cfg.eval_percent, cfg.sample_fraction)).with_outputs(
+            SPLIT_TRAIN, SPLIT_EVAL, "eval_raw"
+        )
     )
 
 
@@ -126,6 +122,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     monitoring = extract_checks.run(ctx, stats)  # the schema and drift; raises before Beam reads a row
 
     with artifacts.staged_output(ctx.paths.data) as out:
+        analyzed = warehouse_analyzers.compute(ctx)
+        analyzed.write(artifacts.join(out, "tmp", "analyzers"))  # copied into transform_fn/assets
         raw_names = [f.name for f in arrow_batches.tfxio_schema(spec)]
         adapter_config = tensor_adapter.TensorAdapterConfig(
             arrow_batches.tfxio_schema(spec), preprocessing.tensor_representations(raw_names)
@@ -135,12 +133,13 @@ def run(ctx: JobContext) -> dict[str, Any]:
             options=make_options(ctx.runner, cfg.direct_num_workers, ctx.beam_args),
         )
         with tft_beam.Context(temp_dir=artifacts.join(out, "tmp"), force_tf_compat_v1=False):
-            splits = read_splits(pipeline, ctx, "", analysis_only=False)
-            analysed = read_splits(pipeline, ctx, "Analysis", analysis_only=True) if reread(ctx.runner) else splits
-            transform_fn = (
-                analysed[SPLIT_TRAIN],
-                adapter_config,
-            ) | "Analyze" >> tft_beam.AnalyzeDataset(preprocessing.make_preprocessing_fn(spec))
+            splits = read_splits(pipeline, ctx)
+            # The graph has no analyzers left (the warehouse computed them): tf.Transform
+            # traces and saves it reading no rows, so the rows stream through in one pass.
+            no_rows = pipeline | "NoRows" >> beam.Create([], reshuffle=False).with_output_types(pa.RecordBatch)
+            transform_fn = (no_rows, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(
+                preprocessing.make_preprocessing_fn(spec, analyzed)
+            )
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
             for name in (SPLIT_TRAIN, SPLIT_EVAL):
                 transformed, _ = ((splits[name], adapter_config), transform_fn) | f"Transform{name}" >> (

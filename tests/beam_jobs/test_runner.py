@@ -161,6 +161,5 @@ def test_local_worker_processes_do_not_import_from_the_working_directory(monkeyp
     assert os.environ["PYTHONSAFEPATH"] == "1"
 
 
-def test_reads_split_per_local_worker_and_analysis_rereads_locally_only() -> None:
+def test_reads_split_per_local_worker() -> None:
     assert runner.read_shards("DirectRunner", 3, 8) == 3 and runner.read_shards("DataflowRunner", 3, 8) == 8
-    assert runner.reread("FnApiRunner") and not runner.reread("DataflowRunner")

@@ -25,9 +25,12 @@ def test_every_raw_feature_and_the_label_parse_as_optional_values(ctr_spec_path:
 
 def test_a_missing_label_is_the_tasks_default() -> None:
     y = tf.SparseTensor([[0, 0], [2, 0]], tf.constant([1, 1], tf.int64), [3, 1])
-    assert preprocessing.transform_label(Task.BINARY, y).numpy().tolist() == [1, 0, 1]
+    assert preprocessing.transform_label(Task.BINARY, y, preprocessing.AnalyzerResults()).numpy().tolist() == [1, 0, 1]
     value = tf.SparseTensor([[1, 0]], tf.constant([2.5]), [2, 1])
-    assert preprocessing.transform_label(Task.REGRESSION, value).numpy().tolist() == [0.0, 2.5]
+    assert preprocessing.transform_label(Task.REGRESSION, value, preprocessing.AnalyzerResults()).numpy().tolist() == [
+        0.0,
+        2.5,
+    ]
 
 
 def test_cardinality_counts_the_null_bucket_and_refuses_a_numeric_feature(ctr_spec_path: Path) -> None:

@@ -141,6 +141,18 @@ class Warehouse(ABC):
         `@<shards_param>`), so several workers each read a disjoint part of the rows."""
 
     @abstractmethod
+    def row_hash_sql(self, keys: list[str], salt: str) -> str:
+        """A non-negative 64-bit hash of the key columns (NULL-safe, salted) as a SELECT expression.
+
+        Extraction's train/eval split and sample are digits of it, so the Beam read and the
+        analyzers' queries, run by the same engine, agree on every row."""
+
+    @abstractmethod
+    def quantiles_sql(self, column_sql: str, buckets: int) -> str:
+        """An expression: the quantiles 0, 1/buckets, …, 1 of a numeric column as an array of
+        `buckets + 1` values (the minimum, the inner boundaries, the maximum), NULLs ignored."""
+
+    @abstractmethod
     def replace_partition(self, write: PartitionWrite) -> int:
         """Replace the day's partition and point the view at the newest day; the rows written."""
 

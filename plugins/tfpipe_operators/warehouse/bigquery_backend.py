@@ -173,6 +173,15 @@ class BigQueryWarehouse(Warehouse):
         bucket = f"MOD(ABS(MOD(FARM_FINGERPRINT({text}), @{shards_param})), @{shards_param})"
         return f"SELECT * FROM (\n{body}\n) AS source_rows WHERE {bucket} = @{shard_param}"
 
+    def row_hash_sql(self, keys: list[str], salt: str) -> str:
+        text = " || '\\x1f' || ".join(f"IFNULL(CAST(`{k}` AS STRING), '')" for k in keys)
+        # The sign bit cleared: the split takes digits of a non-negative number.
+        return f"(FARM_FINGERPRINT('{salt}' || {text}) & 0x7FFFFFFFFFFFFFFF)"
+
+    def quantiles_sql(self, column_sql: str, buckets: int) -> str:
+        # BigQuery's quantiles are approximate (within about 1/1000 of the rank, its docs say).
+        return f"APPROX_QUANTILES({column_sql}, {buckets})"
+
     def replace_partition(self, write: PartitionWrite) -> int:
         """One load job (every staged row) or, with a row selection, a load into a staging
         table and one query; both end in a single WRITE_TRUNCATE of `table$YYYYMMDD`."""

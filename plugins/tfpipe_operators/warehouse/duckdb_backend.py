@@ -144,6 +144,17 @@ class DuckDBWarehouse(Warehouse):
         bucket = f"HASH({columns}) % @{shards_param}"
         return f"SELECT * FROM (\n{body}\n) AS source_rows WHERE {bucket} = @{shard_param}"
 
+    def row_hash_sql(self, keys: list[str], salt: str) -> str:
+        columns = ", ".join(f"`{k}`" for k in keys)
+        # HASH is unsigned 64-bit and NULL-safe; the salt makes it another hash than the read shards'.
+        return f"HASH('{salt}', {columns})"
+
+    def quantiles_sql(self, column_sql: str, buckets: int) -> str:
+        # Exact: a discrete quantile is a value of the column, as tf.Transform's boundaries are.
+        # (An unknown name to the transpiler, passed through as DuckDB's own.)
+        points = ", ".join(repr(i / buckets) for i in range(buckets + 1))
+        return f"QUANTILE_DISC({column_sql}, [{points}])"
+
     def replace_partition(self, write: PartitionWrite) -> int:
         table, source = write.table, "read_parquet($files)"
         files = {"files": write.files}

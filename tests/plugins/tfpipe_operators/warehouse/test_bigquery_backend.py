@@ -18,6 +18,20 @@ def test_shard_filter_hashes_every_key_null_safe() -> None:
     assert sql.endswith("= @shard") and "FROM t\n)" in sql and "@shards)), @shards)" in sql
 
 
+def test_split_hash_is_salted_null_safe_and_non_negative_and_quantiles_are_bigquerys() -> None:
+    import sqlglot
+
+    warehouse = open_warehouse("bigquery://p/d")
+    expr = warehouse.row_hash_sql(["a", "b"], "salt-1")
+    assert expr == (
+        "(FARM_FINGERPRINT('salt-1' || IFNULL(CAST(`a` AS STRING), '') || '\\x1f' || "
+        "IFNULL(CAST(`b` AS STRING), '')) & 0x7FFFFFFFFFFFFFFF)"
+    )
+    quantiles = warehouse.quantiles_sql("CAST(`x` AS FLOAT64)", 6)
+    assert quantiles == "APPROX_QUANTILES(CAST(`x` AS FLOAT64), 6)"
+    sqlglot.parse_one(f"SELECT {expr} AS h, {quantiles} AS q FROM t", read="bigquery")  # valid BigQuery
+
+
 def test_dry_run_columns_become_the_arrow_types_the_rows_arrive_as() -> None:
     fields = [
         SchemaField("user_id", "STRING"),
