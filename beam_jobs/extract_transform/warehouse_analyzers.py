@@ -111,7 +111,7 @@ def compute(ctx: JobContext) -> AnalyzerResults:
         row = ctx.warehouse.table(
             "SELECT\n  " + ",\n  ".join(parts) + f"\nFROM (\n{train_sql}\n) AS train_rows", ctx.query_params
         ).to_pylist()[0]
-        # No present value: tf.Transform's mean and variance are NaN too.
+        # No present value on the day: NULL from SQL, NaN here.
         for name in numeric:
             out.means[name] = _number(row[f"{name}__mean"])
             out.variances[name] = _number(row[f"{name}__var"])

@@ -57,6 +57,11 @@ def arrow_field(field: Any) -> pa.Field:
     return pa.field(field.name, arrow, nullable=field.mode != "REQUIRED")
 
 
+def _keys_text(keys: list[str]) -> str:
+    """The key columns as one string to hash; IFNULL: a NULL key still hashes (to one range, one split)."""
+    return " || '\\x1f' || ".join(f"IFNULL(CAST(`{k}` AS STRING), '')" for k in keys)
+
+
 def _param(bigquery: Any, name: str, value: Any) -> Any:
     if isinstance(value, bool):
         kind = "BOOL"
@@ -168,18 +173,15 @@ class BigQueryWarehouse(Warehouse):
 
     def hash_shard_sql(self, bigquery_sql: str, keys: list[str], shard_param: str, shards_param: str) -> str:
         body = bigquery_sql.strip().rstrip(";")
-        # IFNULL: a NULL key must still land in one range, not vanish from every one.
-        text = " || '\\x1f' || ".join(f"IFNULL(CAST(`{k}` AS STRING), '')" for k in keys)
-        bucket = f"MOD(ABS(MOD(FARM_FINGERPRINT({text}), @{shards_param})), @{shards_param})"
+        bucket = f"MOD(ABS(MOD(FARM_FINGERPRINT({_keys_text(keys)}), @{shards_param})), @{shards_param})"
         return f"SELECT * FROM (\n{body}\n) AS source_rows WHERE {bucket} = @{shard_param}"
 
     def row_hash_sql(self, keys: list[str], salt: str) -> str:
-        text = " || '\\x1f' || ".join(f"IFNULL(CAST(`{k}` AS STRING), '')" for k in keys)
         # The sign bit cleared: the split takes digits of a non-negative number.
-        return f"(FARM_FINGERPRINT('{salt}' || {text}) & 0x7FFFFFFFFFFFFFFF)"
+        return f"(FARM_FINGERPRINT('{salt}' || {_keys_text(keys)}) & 0x7FFFFFFFFFFFFFFF)"
 
     def quantiles_sql(self, column_sql: str, buckets: int) -> str:
-        # BigQuery's quantiles are approximate (within about 1/1000 of the rank, its docs say).
+        # Approximate quantiles, as tf.Transform's own are.
         return f"APPROX_QUANTILES({column_sql}, {buckets})"
 
     def replace_partition(self, write: PartitionWrite) -> int:
