@@ -246,3 +246,39 @@ def test_the_day_is_monitored_and_reported(ctr_run) -> None:
     skew = json.loads(Path(published["report"]).read_text())
     assert skew["scoring_rows"] == 500 and len(skew["skew"]) == 9
     assert (ctr_run.day() / "scores" / "monitoring.png").exists()
+
+
+def _sorted_rows(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same rows in an order that depends on their values only (the files' order is the runner's)."""
+    names = sorted(columns)
+    order = np.lexsort([columns[n] for n in names])
+    return {n: columns[n][order] for n in names}
+
+
+def test_the_rows_are_transformed_as_tf_transform_transforms_them(ctr_run) -> None:
+    """The step calls its saved transform graph itself; tf.Transform's own path (TFXIO's tensor
+    adapter, then `TFTransformOutput.transform_raw_features`, the loader `TransformDataset` uses),
+    with the same transform_fn on the same raw eval rows (NULLs included), gives the same values."""
+    from tfx_bsl.tfxio import tensor_adapter
+
+    from tfpipe_jobs import arrow_batches, preprocessing
+    from tfpipe_operators.spec import load_spec
+
+    data = ctr_run.day() / "data"
+    spec = load_spec(ctr_run.spec)
+    raw = pq.read_table(data / "eval_raw").combine_chunks()
+    names = [f.name for f in arrow_batches.tfxio_schema(spec)]
+    assert raw.column("user_age").null_count > 0
+    adapter = tensor_adapter.TensorAdapter(
+        tensor_adapter.TensorAdapterConfig(
+            arrow_batches.tfxio_schema(spec), preprocessing.tensor_representations(names)
+        )
+    )
+    tensors = adapter.ToBatchTensors(arrow_batches.to_tfxio({n: raw.column(n).chunk(0) for n in names}))
+    tft_out = tft.TFTransformOutput(str(data))
+    theirs = {n: np.reshape(t.numpy(), -1) for n, t in tft_out.transform_raw_features(tensors).items()}
+    ours = _read_examples(data / "eval", tft_out.transformed_feature_spec())
+    assert sorted(ours) == sorted(theirs) and len(ours["__label"]) == raw.num_rows
+    theirs_sorted, ours_sorted = _sorted_rows(theirs), _sorted_rows(ours)
+    for name in ours:
+        np.testing.assert_array_equal(ours_sorted[name], theirs_sorted[name], err_msg=name)
