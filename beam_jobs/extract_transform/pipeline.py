@@ -23,7 +23,6 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from apache_beam.metrics.metric import Metrics
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
@@ -44,7 +43,7 @@ log = logging.getLogger(__name__)
 
 
 class SplitBatch(beam.DoFn):  # type: ignore[misc]
-    """Types, samples and splits one warehouse batch; emits each split's typed columns.
+    """Types, samples and splits one warehouse batch; emits TFXIO batches per split.
 
     The split and the sample are digits of the batch's split-hash column, computed by the
     warehouse (`warehouse_analyzers.split_hash_sql`), as the analyzers' queries chose the
@@ -71,64 +70,24 @@ class SplitBatch(beam.DoFn):  # type: ignore[misc]
             selected = pa.array(mask)
             typed = {k: v.filter(selected) for k, v in columns.items()}
             Metrics.counter(COUNTERS, f"{split}_rows").inc(int(mask.sum()))
-            yield beam.pvalue.TaggedOutput(split, pa.RecordBatch.from_pydict(typed))
+            yield beam.pvalue.TaggedOutput(split, arrow_batches.to_tfxio(typed))
             if split == SPLIT_EVAL:
                 keys = {k: batch.column(k).filter(selected).cast(pa.string()) for k in spec.keys if k not in typed}
                 yield beam.pvalue.TaggedOutput("eval_raw", pa.Table.from_pydict({**keys, **typed}))
 
 
-class TransformAndEncode(beam.DoFn):  # type: ignore[misc]
-    """A split's typed rows -> tf.Transform's saved transform graph -> (rows, packed tf.Examples).
+class EncodeExamples(beam.DoFn):  # type: ignore[misc]
+    """Transformed record batch -> (its rows, its serialized packed tf.Examples encoded in C++)."""
 
-    The graph is the `transform_fn` the step has just written, called as a function on the
-    whole batch: each raw column becomes the sparse tensor tf.Transform's raw schema declares
-    (a NULL is an absent value). Called directly because tf.Transform's `TransformDataset`
-    re-traces the graph when it loads it and converts every batch through TFXIO's tensor
-    adapter, which at a million rows cost more than the graph itself; the outputs are the
-    same (tests/beam_jobs/extract_transform/test_pipeline.py compares them).
-    """
-
-    def __init__(self, transform_fn_dir: str, rows_per_record: int) -> None:
-        self._dir = transform_fn_dir
+    def __init__(self, rows_per_record: int) -> None:
         self._rows_per_record = rows_per_record
-        self._fn: Any = None
 
     def setup(self) -> None:
         self._encoder = RecordBatchToExamplesEncoder()
 
-    def _transform(self, batch: pa.RecordBatch) -> Any:
-        import tensorflow as tf
-
-        if self._fn is None:  # the side input has made sure the graph is written
-            self._fn = tf.saved_model.load(self._dir).transform_fn
-        declared = self._fn.structured_input_signature[0][0]
-        rows = batch.num_rows
-        inputs = {}
-        for name, spec in declared.items():
-            column = batch.column(name)
-            present = np.flatnonzero(np.asarray(column.is_valid())).astype(np.int64)
-            inputs[name] = tf.SparseTensor(
-                np.stack([present, np.zeros_like(present)], axis=1),
-                tf.constant(column.drop_null().to_numpy(zero_copy_only=False), dtype=spec.dtype),
-                [rows, 1],
-            )
-        return rows, self._fn(inputs)
-
-    def process(self, batch: pa.RecordBatch, transform_fn_written: Any) -> Iterator[tuple[int, list[bytes]]]:
-        rows, outputs = self._transform(batch)
-        columns = {}
-        for name in sorted(outputs):
-            values = outputs[name].numpy().reshape(-1)
-            if len(values) != rows:
-                raise ValueError(
-                    f"transformed feature {name!r} is not one value per row ({len(values)} values for {rows} rows): "
-                    "records can only pack scalar features"
-                )
-            columns[name] = pa.array(values)
-        yield (
-            rows,
-            self._encoder.encode(packed_examples.pack(pa.RecordBatch.from_pydict(columns), self._rows_per_record)),
-        )
+    def process(self, element: tuple[pa.RecordBatch, Any]) -> Iterator[tuple[int, list[bytes]]]:
+        batch = element[0]
+        yield batch.num_rows, self._encoder.encode(packed_examples.pack(batch, self._rows_per_record))
 
 
 def read_splits(pipeline: beam.Pipeline, ctx: JobContext) -> Any:
@@ -181,15 +140,14 @@ def run(ctx: JobContext) -> dict[str, Any]:
             transform_fn = (no_rows, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(
                 preprocessing.make_preprocessing_fn(spec, analyzed)
             )
-            written = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
-            transform_fn_dir = artifacts.join(out, tft.TFTransformOutput.TRANSFORM_FN_DIR)
+            _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
             for name in (SPLIT_TRAIN, SPLIT_EVAL):
+                transformed, _ = ((splits[name], adapter_config), transform_fn) | f"Transform{name}" >> (
+                    tft_beam.TransformDataset(output_record_batches=True)
+                )
                 _ = (
-                    splits[name]
-                    | f"Transform{name}"
-                    >> beam.ParDo(
-                        TransformAndEncode(transform_fn_dir, cfg.rows_per_record), beam.pvalue.AsSingleton(written)
-                    )
+                    transformed
+                    | f"Encode{name}" >> beam.ParDo(EncodeExamples(cfg.rows_per_record))
                     | f"Write{name}" >> write_tfrecord_batches(artifacts.join(out, name, "part"), cfg.rows_per_shard)
                 )
             _ = splits["eval_raw"] | "WriteEvalRaw" >> beam.io.WriteToParquetBatched(

@@ -256,9 +256,9 @@ def _sorted_rows(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def test_the_rows_are_transformed_as_tf_transform_transforms_them(ctr_run) -> None:
-    """The step calls its saved transform graph itself; tf.Transform's own path (TFXIO's tensor
-    adapter, then `TFTransformOutput.transform_raw_features`, the loader `TransformDataset` uses),
-    with the same transform_fn on the same raw eval rows (NULLs included), gives the same values."""
+    """The written eval TFRecords hold what the saved transform_fn gives for the step's own raw eval
+    rows (NULLs included), applied the way training and serving apply it (TFXIO's tensor adapter,
+    then `TFTransformOutput.transform_raw_features`): rows, feature names and values all equal."""
     from tfx_bsl.tfxio import tensor_adapter
 
     from tfpipe_jobs import arrow_batches, preprocessing

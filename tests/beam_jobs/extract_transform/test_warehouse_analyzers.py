@@ -56,13 +56,12 @@ def _context(spec_path: Path, warehouse: str, **overrides: Any) -> JobContext:
 
 
 def _train_batches(ctx: JobContext) -> list[pa.RecordBatch]:
-    """The train split exactly as the extract job's Beam read and SplitBatch produce it, in the
-    list-column layout tf.Transform's TFXIO input reads."""
+    """The train split exactly as the extract job's Beam read and SplitBatch produce it."""
     cfg = ctx.config.extract
     split = SplitBatch(ctx.spec, cfg.eval_percent, cfg.sample_fraction)
     sql = warehouse_analyzers.split_hash_sql(ctx.spec, ctx.warehouse)
     return [
-        arrow_batches.to_tfxio(dict(zip(out.value.schema.names, out.value.columns, strict=True)))
+        out.value
         for batch in ctx.warehouse.batches(sql, ctx.query_params, 5000)
         for out in split.process(batch)
         if out.tag == "train"
