@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tfpipe_jobs import arrow_batches, artifacts
-from tfpipe_jobs.inference_runtime import import_tensorflow
+from tfpipe_jobs.tensorflow_import import import_tensorflow
 from tfpipe_operators.features import FeatureKind
 from tfpipe_operators.spec import PipelineSpec
 

@@ -27,7 +27,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from tfpipe_jobs import artifacts
 from tfpipe_jobs.beam_jobs.batch_score.inputs import PreparedBatch, prepare, read_vocabularies, read_vocabulary
 from tfpipe_jobs.beam_jobs.warehouse_source import COUNTERS
-from tfpipe_jobs.inference_runtime import import_tensorflow
+from tfpipe_jobs.tensorflow_import import import_tensorflow
 from tfpipe_operators.features import Task, vocabulary_file_for_label
 from tfpipe_operators.spec import PipelineSpec
 
