@@ -87,7 +87,9 @@ def main() -> None:
         score = ws.step("batch_score", ds.isoformat(), f"score.batch_rows={batch_rows}")
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-        publish = ws.step("publish_scores", ds.isoformat())
+        # The small model (50K training events) has never seen most candidates' ids, which the
+        # prediction gate rightly refuses; here it still runs, with its NULL/unseen bar lifted.
+        publish = ws.step("publish_scores", ds.isoformat(), "score.max_missing_or_unseen_share=1.0")
         assert score.result["rows"] == publish.result["rows"] == rows, (score.result, publish.result)
         step = rows / score.seconds
         e2e = rows / (score.seconds + publish.seconds)
