@@ -151,7 +151,7 @@ STEP_MODULES = {
 def _run_step(args: argparse.Namespace) -> dict[str, Any]:
     from tfpipe_jobs.tensorflow_import import keras_3_left_out
 
-    with keras_3_left_out():  # a step that imports TensorFlow starts about 1.6 s sooner
+    with keras_3_left_out():  # a step that imports TensorFlow starts about 1 s sooner (measured)
         step = importlib.import_module(STEP_MODULES[args.command])
     result: dict[str, Any] = step.run(_context(args))
     return _with_beam_job(result) if STEPS[args.command].dataflow else result

@@ -3,8 +3,9 @@
 `import tensorflow` eagerly imports Keras 3's optimizers (`keras.src.optimizers`; with
 TF_USE_LEGACY_KERAS set, tf_keras's), so that loading a SavedModel which holds Keras
 optimizer objects finds them registered. Through them it imports all of Keras 3, and Keras 3
-imports matplotlib: about 1.6 s of every job process's start-up on this project's machine
-(`python -X importtime -c "import tensorflow"`), for a Keras no step runs. The training
+imports matplotlib: 1.6 s of `import tensorflow` on this project's machine
+(`python -X importtime -c "import tensorflow"`; about 1 s of a job process's wall time, medians of
+five interleaved imports of the extract step), for a Keras no step runs. The training
 model, its checkpoints and the serving export are tf_keras (Keras 2), imported by name
 where they are used; tf.Transform's Keras is tf_keras too (it sets TF_USE_LEGACY_KERAS
 before it touches `tf.keras`); the scoring workers run frozen SavedModels, which hold no
