@@ -15,9 +15,10 @@ The results are what tf.Transform's analyzers give on those rows (tests prove it
   break (a text vocabulary cannot hold them), counted; kept if seen at least
   `frequency_threshold` times; most frequent first, ties by value descending; the first
   `top_k`; an empty one is tf.Transform's dummy token;
-- mean and variance (population) of the present values;
+- mean and variance (population) of the present values, 0 and 0 where none is present;
 - quantile boundaries: the values at ranks 1/buckets … (buckets-1)/buckets of the present
-  values (DuckDB exact; BigQuery's APPROX_QUANTILES, within its own approximation).
+  values (DuckDB exact; BigQuery's APPROX_QUANTILES, within its own approximation), zeros
+  where none is present.
 """
 
 from __future__ import annotations
@@ -111,15 +112,19 @@ def compute(ctx: JobContext) -> AnalyzerResults:
         row = ctx.warehouse.table(
             "SELECT\n  " + ",\n  ".join(parts) + f"\nFROM (\n{train_sql}\n) AS train_rows", ctx.query_params
         ).to_pylist()[0]
-        # No present value on the day: NULL from SQL, NaN here.
+        # No present value on the train rows: the warehouse answers NULL, where tf.Transform's
+        # analyzers give a mean and variance of 0 and boundaries of zeros (a NaN mean would
+        # turn every row's value into NaN and the training loss with it).
         for name in numeric:
             out.means[name] = _number(row[f"{name}__mean"])
             out.variances[name] = _number(row[f"{name}__var"])
         for name in bucketized:
             points = row[f"{name}__quantiles"] or []
-            out.boundaries[name] = [float(v) for v in points[1:-1]]
+            buckets = spec.feature_by_name[name].buckets
+            assert buckets is not None
+            out.boundaries[name] = [float(v) for v in points[1:-1]] if points else [0.0] * (buckets - 1)
     return out
 
 
 def _number(value: Any) -> float:
-    return float("nan") if value is None else float(value)
+    return 0.0 if value is None else float(value)

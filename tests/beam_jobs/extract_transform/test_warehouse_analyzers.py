@@ -32,7 +32,7 @@ from tfpipe_jobs.beam_jobs.extract_transform import warehouse_analyzers
 from tfpipe_jobs.beam_jobs.extract_transform.pipeline import SplitBatch
 from tfpipe_jobs.context import JobContext
 from tfpipe_operators.config import resolve_config
-from tfpipe_operators.features import FeatureKind
+from tfpipe_operators.features import LABEL_KEY, FeatureKind, Task, vocabulary_file_for_label
 from tfpipe_operators.spec import PipelineSpec, load_spec
 from tfpipe_operators.warehouse import open_warehouse
 
@@ -104,6 +104,10 @@ def _reference_fn(spec: PipelineSpec) -> Any:
                     num_oov_buckets=f.oov_buckets,
                     vocab_filename=f.vocabulary_file,
                 )
+        if spec.label.task is Task.MULTICLASS:
+            out[LABEL_KEY] = tft.compute_and_apply_vocabulary(
+                preprocessing._dense(inputs[LABEL_KEY], b""), vocab_filename=vocabulary_file_for_label()
+            )
         return out
 
     return preprocessing_fn
@@ -228,3 +232,58 @@ def test_a_missing_key_column_is_named_with_what_the_result_has(warehouse: str, 
     ctx = _context(edit_spec(keys=["event_id", "session_id"]), warehouse)
     with pytest.raises(SchemaMismatchError, match=r"key column\(s\) session_id not in the query result \(event_id, "):
         warehouse_analyzers.compute(ctx)
+
+
+def _analyse_both(ctx: JobContext, folder: Path) -> tuple[Any, Any, Any, Any]:
+    """The warehouse's results, then the train rows transformed by the reference and by ours."""
+    analyzed = warehouse_analyzers.compute(ctx)
+    analyzed.write(str(folder / "analyzers"))
+    batches = _train_batches(ctx)
+    reference, reference_out = _analyse_and_transform(ctx.spec, batches, _reference_fn(ctx.spec), str(folder / "ref"))
+    ours, ours_out = _analyse_and_transform(
+        ctx.spec, batches, preprocessing.make_preprocessing_fn(ctx.spec, analyzed), str(folder / "ours")
+    )
+    assert len(reference) == len(ours) == sum(b.num_rows for b in batches) > 0
+    return analyzed, reference, ours, (reference_out, ours_out)
+
+
+def test_a_feature_with_no_value_on_the_train_rows_is_analysed_as_tf_transform_does(
+    tmp_path: Path, ctr_spec_path: Path
+) -> None:
+    """A day whose numeric and bucketized columns are all NULL (a day extract.max_null_rate 1 lets
+    through): tf.Transform's mean and variance are 0 and its boundaries zeros, not NaN and none."""
+    import duckdb
+
+    from tfpipe_jobs.tools import sample_data
+
+    path = tmp_path / "warehouse.duckdb"
+    sample_data.generate(str(path), END, days=1, rows_per_day=3000, candidates_per_day=10, seed=5)
+    with duckdb.connect(str(path)) as con:
+        con.execute("UPDATE events SET user_age = NULL, hour = NULL")
+    analyzed, reference, ours, _ = _analyse_both(_context(ctr_spec_path, f"duckdb://{path}"), tmp_path)
+
+    assert (analyzed.means["user_age"], analyzed.variances["user_age"]) == (
+        float(_column(reference, "user_age__mean")[0]),
+        float(_column(reference, "user_age__var")[0]),
+    )
+    assert analyzed.boundaries["hour"] == [float(b) for b in np.ravel(reference["hour__boundaries"][0])]
+    for f in load_spec(ctr_spec_path).raw_features:  # what the reference graph transforms
+        want = _column(reference, f.transformed_name)
+        assert not np.isnan(want.astype(float)).any(), f.name
+        np.testing.assert_allclose(_column(ours, f.transformed_name), want, rtol=1e-5, atol=1e-5, err_msg=f.name)
+
+
+def test_a_multiclass_label_gets_tf_transform_s_vocabulary(
+    tmp_path: Path, warehouse: str, price_band_spec: Any
+) -> None:
+    path = Path(price_band_spec(str(CTR_SPEC), tmp_path / "spec", "price_band", "price_band", {}))
+    analyzed, reference, ours, (reference_out, ours_out) = _analyse_both(_context(path, warehouse), tmp_path)
+
+    name = vocabulary_file_for_label()
+    assert sorted(reference_out.vocabulary_by_name(name)) == [b"cheap", b"mid", b"premium"]
+    assert (
+        Path(ours_out.vocabulary_file_by_name(name)).read_bytes()
+        == Path(reference_out.vocabulary_file_by_name(name)).read_bytes()
+    )
+    assert [t for t, _ in analyzed.vocabularies[name]] == reference_out.vocabulary_by_name(name)
+    np.testing.assert_array_equal(_column(ours, LABEL_KEY), _column(reference, LABEL_KEY))
