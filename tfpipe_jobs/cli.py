@@ -323,7 +323,12 @@ class Terminated(SystemExit):
     `finally` and staged output cleans up on the way out."""
 
 
+# Set by the handler: what then escapes the step is how it stopped, whatever it is called.
+_SIGTERM_RECEIVED = threading.Event()
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    _SIGTERM_RECEIVED.set()
     raise Terminated(EXIT_TERMINATED)
 
 
@@ -347,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.monotonic()
     in_main_thread = threading.current_thread() is threading.main_thread()
+    _SIGTERM_RECEIVED.clear()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         result = args.fn(args)
@@ -356,6 +362,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SKIP
     except Terminated:
         log.error("stopped by SIGTERM: temporary outputs removed, nothing published by this step")
+        return EXIT_TERMINATED
+    except Exception:
+        if not _SIGTERM_RECEIVED.is_set():
+            raise
+        # Raised inside a Beam transform, Terminated comes back as the runner's RuntimeError
+        # naming it ("tfpipe_jobs.cli.Terminated: 143 [while running ...]").
+        log.exception("stopped by SIGTERM: temporary outputs removed, nothing published by this step")
         return EXIT_TERMINATED
     finally:
         if in_main_thread:

@@ -178,3 +178,55 @@ def test_every_step_is_a_command_named_for_its_task_and_a_module_that_runs_it() 
         assert task_id in commands
         assert module.rsplit(".", 1)[-1] == task_id  # the module's name is the task id
         assert callable(importlib.import_module(module).run)
+
+
+# A step whose Beam transform is running when SIGTERM arrives: the handler's exception is
+# raised inside the transform, and Beam's runner re-raises it as an error of its own.
+STOPPED_INSIDE_BEAM = """
+import os, signal, sys, time
+
+import apache_beam as beam
+
+from tfpipe_jobs import cli
+from tfpipe_jobs.beam_jobs.runner import make_options, make_runner
+
+
+def stop_inside(x):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)  # the handler raises in here
+    return x
+
+
+def step(args):
+    pipeline = beam.Pipeline(runner=make_runner("DirectRunner"), options=make_options("DirectRunner", 1))
+    _ = pipeline | beam.Create([1]) | beam.Map(stop_inside)
+    pipeline.run().wait_until_finish()
+    return {"finished": True}
+
+
+parser = cli.build_parser()
+parse = parser.parse_args
+
+
+def parse_args(argv=None):
+    args = parse(argv)
+    args.fn = step  # the sample-data command's arguments, this step's work
+    return args
+
+
+parser.parse_args = parse_args
+cli.build_parser = lambda: parser
+sys.exit(cli.main(["sample-data", "--warehouse", "unused", "--end-date", "2026-11-21"]))
+"""
+
+
+def test_a_sigterm_inside_a_beam_transform_ends_the_step_as_stopped(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", STOPPED_INSIDE_BEAM], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == cli.EXIT_TERMINATED, proc.stderr[-3000:]
+    assert "stopped by SIGTERM" in proc.stderr
+    assert "finished" not in proc.stdout
