@@ -1,10 +1,11 @@
 """tf.Transform's analyzers computed in the warehouse, over the day's training rows.
 
 Each vocabulary with its counts, each numeric feature's mean and variance, each bucketized
-feature's quantile boundaries: aggregations a warehouse does in one scan each, where
-tf.Transform's own analyzers on Beam's local runner read every row a second time through
-Python. The transform graph (`preprocessing.make_preprocessing_fn`) takes the results as
-constants and vocabulary assets, so the Beam job makes one pass: read, transform, write.
+feature's quantile boundaries: aggregations a warehouse does in two queries (every
+vocabulary in one, the numbers in the other), where tf.Transform's own analyzers on Beam's
+local runner read every row a second time through Python. The transform graph
+(`preprocessing.make_preprocessing_fn`) takes the results as constants and vocabulary
+assets, so the Beam job makes one pass: read, transform, write.
 
 The training rows are chosen in SQL exactly as the Beam job chooses them: a label, the
 sample's and the split's digits of one salted hash of the keys (`split_hash_sql`), which
@@ -23,6 +24,7 @@ The results are what tf.Transform's analyzers give on those rows (tests prove it
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from tensorflow_transform import analyzers
@@ -54,28 +56,49 @@ def train_rows_sql(spec: PipelineSpec, cfg: ExtractConfig, warehouse: Warehouse)
     return f"SELECT * FROM (\n{split_hash_sql(spec, warehouse)}\n) AS rows_with_split WHERE " + " AND ".join(where)
 
 
-def _vocabulary_sql(column: str, train_sql: str, frequency_threshold: int | None, top_k: int | None) -> str:
-    value = f"CAST(`{column}` AS STRING)"
-    sql = (
-        f"SELECT {value} AS token, COUNT(*) AS n FROM (\n{train_sql}\n) AS train_rows\n"
-        f"WHERE {value} IS NOT NULL AND {value} != '' AND NOT REGEXP_CONTAINS({value}, r'[\\n\\r]')\n"
-        f"GROUP BY token HAVING COUNT(*) >= {max(int(frequency_threshold or 0), 1)}\n"
-        "ORDER BY n DESC, token DESC"
-    )
-    return sql + (f"\nLIMIT {int(top_k)}" if top_k is not None else "")
+@dataclass(frozen=True)
+class VocabularyQuery:
+    """One vocabulary to compute: the file it is written to, the column it counts, its cuts."""
+
+    file: str
+    column: str
+    frequency_threshold: int | None = None
+    top_k: int | None = None
 
 
-def _vocabulary(
-    ctx: JobContext, column: str, train_sql: str, threshold: int | None, top_k: int | None
-) -> list[tuple[bytes, int]]:
-    rows = ctx.warehouse.table(_vocabulary_sql(column, train_sql, threshold, top_k), ctx.query_params).to_pylist()
-    entries = [(str(r["token"]).encode(), int(r["n"])) for r in rows]
-    # The order again in Python, on bytes: it must not depend on the engine's collation.
-    entries.sort(key=lambda e: (e[1], e[0]), reverse=True)
-    if not entries:
-        count, token = analyzers.get_empy_vocabulary_dummy_value("string")
-        entries = [(token, int(count))]
-    return entries
+def vocabularies_sql(queries: list[VocabularyQuery], train_sql: str) -> str:
+    """Every vocabulary in one query, a UNION ALL of one grouping per vocabulary.
+
+    One query, not one each: on BigQuery each query is a job of its own, with its own wait
+    and its own bill for the columns it reads (a column is billed once per query however
+    often the query reads it); in DuckDB the parts run as fast together as apart.
+    """
+    parts = []
+    for q in queries:
+        value = f"CAST(`{q.column}` AS STRING)"
+        part = (
+            f"SELECT '{q.file}' AS vocabulary, {value} AS token, COUNT(*) AS n FROM (\n{train_sql}\n) AS train_rows\n"
+            f"WHERE {value} IS NOT NULL AND {value} != '' AND NOT REGEXP_CONTAINS({value}, r'[\\n\\r]')\n"
+            f"GROUP BY token HAVING COUNT(*) >= {max(int(q.frequency_threshold or 0), 1)}"
+        )
+        if q.top_k is not None:
+            part += f"\nQUALIFY ROW_NUMBER() OVER (ORDER BY COUNT(*) DESC, {value} DESC) <= {int(q.top_k)}"
+        parts.append(part)
+    return "\nUNION ALL\n".join(parts)
+
+
+def vocabularies(ctx: JobContext, queries: list[VocabularyQuery], train_sql: str) -> dict[str, list[tuple[bytes, int]]]:
+    found: dict[str, list[tuple[bytes, int]]] = {q.file: [] for q in queries}
+    if queries:
+        for r in ctx.warehouse.table(vocabularies_sql(queries, train_sql), ctx.query_params).to_pylist():
+            found[r["vocabulary"]].append((str(r["token"]).encode(), int(r["n"])))
+    for file, entries in found.items():
+        # The order in Python, on bytes: it must not depend on the engine's collation.
+        entries.sort(key=lambda e: (e[1], e[0]), reverse=True)
+        if not entries:
+            count, token = analyzers.get_empy_vocabulary_dummy_value("string")
+            found[file] = [(token, int(count))]
+    return found
 
 
 def require_keys(ctx: JobContext) -> None:
@@ -93,7 +116,7 @@ def compute(ctx: JobContext) -> AnalyzerResults:
     require_keys(ctx)
     train_sql = train_rows_sql(spec, ctx.config.extract, warehouse)
     out = AnalyzerResults()
-    parts, numeric, bucketized = [], [], []
+    parts, numeric, bucketized, wanted = [], [], [], []
     for f in spec.raw_features:
         value = f"CAST(`{f.name}` AS FLOAT64)"
         if f.kind is FeatureKind.NUMERIC:
@@ -104,10 +127,11 @@ def compute(ctx: JobContext) -> AnalyzerResults:
             bucketized.append(f.name)
             parts.append(f"{warehouse.quantiles_sql(value, f.buckets)} AS `{f.name}__quantiles`")
         elif f.kind is FeatureKind.VOCABULARY:
-            out.vocabularies[f.vocabulary_file] = _vocabulary(ctx, f.name, train_sql, f.frequency_threshold, f.top_k)
+            wanted.append(VocabularyQuery(f.vocabulary_file, f.name, f.frequency_threshold, f.top_k))
             out.counts_files[f.vocabulary_file] = f.counts_file
     if spec.label.task is Task.MULTICLASS:
-        out.vocabularies[vocabulary_file_for_label()] = _vocabulary(ctx, spec.label.column, train_sql, None, None)
+        wanted.append(VocabularyQuery(vocabulary_file_for_label(), spec.label.column))
+    out.vocabularies.update(vocabularies(ctx, wanted, train_sql))
     if parts:
         row = ctx.warehouse.table(
             "SELECT\n  " + ",\n  ".join(parts) + f"\nFROM (\n{train_sql}\n) AS train_rows", ctx.query_params

@@ -293,3 +293,60 @@ def test_the_prediction_gates_queries_on_a_score_table(client_process: Client, g
     assert result["has"] == [True, False]
     assert result["ref"] == ["2026-11-20", 100]
     assert result["edges"] == [0.24, 0.49, 0.74] and result["counts"] == [25, 25, 25, 25]
+
+
+def test_the_extract_s_vocabularies_in_one_query(client_process: Client, gcp_standins: Any) -> None:
+    """warehouse_analyzers.vocabularies: every vocabulary in one UNION ALL query, each with its own
+    top_k (QUALIFY) and frequency threshold; the cuts are checked against counts made here."""
+    result = run(
+        client_process,
+        gcp_standins,
+        "vocab_events",
+        """
+        from types import SimpleNamespace
+
+        from tensorflow_transform.analyzers import get_empy_vocabulary_dummy_value
+
+        from tfpipe_jobs.beam_jobs.extract_transform.warehouse_analyzers import VocabularyQuery, vocabularies
+        from tfpipe_operators.warehouse import open_warehouse
+
+        rows = bigquery.Table(f"{dataset}.vocab_rows", schema=[
+            bigquery.SchemaField(name, "STRING") for name in ("country", "device", "band", "nothing")
+        ])
+        client.create_table(rows)
+        countries = ["nl"] * 4 + ["de"] * 3 + ["fr"] * 3 + ["be", "", None, "a\\nb"]
+        devices = ["ios", "ios", "web"] + [None] * (len(countries) - 3)
+        bands = ["cheap", "cheap", "mid"] + ["premium"] * (len(countries) - 3)
+
+        def literal(value):  # repr writes the line break as \\n, which BigQuery reads back as one
+            return "NULL" if value is None else repr(value)
+
+        values = ", ".join(
+            f"({literal(c)}, {literal(d)}, {literal(b)}, NULL)" for c, d, b in zip(countries, devices, bands)
+        )
+        client.query(f"INSERT INTO `{dataset}.vocab_rows` (country, device, band, nothing) VALUES {values}").result()
+        wh = open_warehouse(f"bigquery://{PARAMS['project']}/{PARAMS['dataset']}")
+        found = vocabularies(
+            SimpleNamespace(warehouse=wh, query_params={}),
+            [
+                VocabularyQuery("vocab_country", "country", top_k=2),
+                VocabularyQuery("vocab_device", "device", frequency_threshold=2),
+                VocabularyQuery("vocab_band", "band"),
+                VocabularyQuery("vocab_nothing", "nothing"),
+            ],
+            f"SELECT * FROM `{dataset}.vocab_rows`",
+        )
+        count, token = get_empy_vocabulary_dummy_value("string")
+        print(json.dumps({
+            "found": {k: [[t.decode(), n] for t, n in v] for k, v in found.items()},
+            "dummy": [[token.decode(), int(count)]],
+        }))
+        """,
+    )
+    # Ties at the top_k cut go by the value, descending: fr before de. The empty string,
+    # NULL and a value holding a line break are never tokens; no value at all is the dummy.
+    found = result["found"]
+    assert found["vocab_country"] == [["nl", 4], ["fr", 3]]
+    assert found["vocab_device"] == [["ios", 2]]
+    assert found["vocab_band"] == [["premium", 11], ["cheap", 2], ["mid", 1]]
+    assert found["vocab_nothing"] == result["dummy"]
