@@ -259,7 +259,9 @@ def run_client(standins: GcpStandins, code: str, timeout: float = 300.0, **param
     """
     prelude = f"import json\nPARAMS = json.loads({json.dumps(params)!r})\n"
     out = subprocess.run(
-        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        # -P: not the working directory first on the path, where a source checkout's folders
+        # would hide the installed packages (tfpipe_jobs without its mapped beam_jobs).
+        [sys.executable, "-P", "-c", prelude + textwrap.dedent(code)],
         env=standins.process_env(TF_CPP_MIN_LOG_LEVEL="2"),
         capture_output=True,
         text=True,
